@@ -1,0 +1,176 @@
+"""The ``gluonres`` command line: subcommands that parse arguments and call the library.
+
+Contract: with ``--json`` a subcommand prints exactly one JSON object as the last line
+of standard output (progress and logs go to standard error); bad input prints one
+message and exits with code 2.
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def _json_default(obj):
+    import numpy as np
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def emit(args, record, text=None):
+    """Print ``text`` for people, or ``record`` as the last stdout line with ``--json``."""
+    if args.json:
+        sys.stdout.write(json.dumps(record, default=_json_default) + "\n")
+    elif text is not None:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def log(message):
+    """Progress and status for people: always standard error."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_list(args):
+    import gluonres
+    names = gluonres.list_models(args.pattern)
+    emit(args, {"models": names}, "\n".join(names))
+
+
+def cmd_summary(args):
+    import gluonres
+    net = gluonres.get_model(args.model, **_model_kwargs(args))
+    shape = (1, 3, args.size, args.size) if args.size else None
+    s = gluonres.summary(net, shape)
+    record = {"model": args.model, **s.to_dict()}
+    emit(args, record, f"{args.model}  input {s.input_shape}\n{s}")
+
+
+def cmd_evaluate(args):
+    import mxnet as mx
+
+    import gluonres
+    from gluonres import data, evaluation, io
+    from gluonres.preprocess import Preprocess
+
+    net = gluonres.get_model(args.model, **_model_kwargs(args))
+    meta = io.load_weights(net, args.weights)
+    preprocess = io.preprocess_of(meta)
+    if args.mean is not None or args.std is not None:
+        preprocess = Preprocess(mean=args.mean, std=args.std)
+    if preprocess is None:
+        from gluonres.errors import GluonresError
+        raise GluonresError(f"{args.weights!r} does not record its input normalisation; pass "
+                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
+    dataset = data.image_folder(args.data, "test")
+    net.hybridize(static_alloc=True, static_shape=True)
+    result = evaluation.evaluate(net, dataset, preprocess, class_names=dataset.synsets,
+                                 batch_size=args.batch_size, ctx=mx.cpu(),
+                                 progress=not args.json)
+    result.pop("predictions")
+    record = {"model": args.model, "weights": args.weights, "data": args.data, **result}
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        record["confusion_png"] = os.path.join(args.out, "confusion.png")
+        evaluation.plot_confusion(result["confusion"], dataset.synsets, record["confusion_png"],
+                                  title=f"{args.model}: {100 * result['accuracy']:.2f}% correct")
+    lines = [f"{args.model} on {args.data}/test: accuracy {100 * result['accuracy']:.2f}% "
+             f"(error {result['error_pct']:.2f}%, {result['samples']} images)"]
+    lines += [f"  {c:<12} {100 * a:6.2f}%" for c, a in result["per_class"].items()]
+    emit(args, record, "\n".join(lines))
+
+
+def cmd_export(args):
+    import mxnet as mx
+
+    import gluonres
+    from gluonres import deploy, io
+
+    net = gluonres.get_model(args.model, **_model_kwargs(args))
+    if args.weights:
+        io.load_weights(net, args.weights)
+    else:
+        log(f"no --weights given: exporting {args.model} with fresh He-initialised weights "
+            f"(seed {args.seed})")
+        mx.random.seed(args.seed)
+        net.initialize(mx.init.MSRAPrelu(slope=0))
+    shape = (args.batch, 3, net.input_size, net.input_size)
+    paths = deploy.export(net, args.out, args.model, shape)
+    emit(args, {"model": args.model, **paths},
+         "\n".join(f"{k:<7} {v}" for k, v in paths.items()))
+
+
+# ---------------------------------------------------------------------------- parser
+def _model_kwargs(args):
+    kwargs = {}
+    for key in ("classes", "shortcut"):
+        if getattr(args, key, None) is not None:
+            kwargs[key] = getattr(args, key)
+    return kwargs
+
+
+def _add_model_options(p):
+    p.add_argument("model", help="registered model name (see `gluonres list`)")
+    p.add_argument("--classes", type=int, help="output classes (default: the model's)")
+    p.add_argument("--shortcut", choices=["A", "B", "C"],
+                   help="shortcut option (default: the family's)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="gluonres", description=__doc__.split("\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true",
+                        help="print one JSON object as the last line of standard output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", parents=[common], help="list registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*_cifar'")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("summary", parents=[common],
+                       help="per-stage shapes, parameters and multiply-adds")
+    _add_model_options(p)
+    p.add_argument("--size", type=int, help="input height/width (default: 32 CIFAR, 224 ImageNet)")
+    p.set_defaults(run=cmd_summary)
+
+    p = sub.add_parser("evaluate", parents=[common], help="test accuracy of trained weights")
+    _add_model_options(p)
+    p.add_argument("--weights", required=True,
+                   help="gluonres .params, exported NAME-0000.params or reference .npz")
+    p.add_argument("--data", required=True,
+                   help="image-folder root with a test/ split (or its .tar.gz)")
+    p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="override the per-channel mean (pixels in [0, 1])")
+    p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="override the per-channel std")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", help="folder for confusion.png")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("export", parents=[common], help="export symbol/params for deployment")
+    _add_model_options(p)
+    p.add_argument("--weights", help="weights to export (default: fresh initialisation)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the traced graph")
+    p.add_argument("--seed", type=int, default=0, help="seed for fresh weights")
+    p.set_defaults(run=cmd_export)
+    return parser
+
+
+def main(argv=None):
+    from gluonres.errors import GluonresError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except GluonresError as err:
+        print(f"gluonres: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Test-set evaluation: accuracy, per-class accuracy, confusion matrix."""
+import mxnet as mx
+import numpy as np
+from mxnet.gluon.data import DataLoader
+from tqdm import tqdm
+
+
+def predict_dataset(net, dataset, preprocess, batch_size=256, ctx=None, progress=True):
+    """Logits and labels for every sample of an ``(image, label)`` dataset, in order.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+    dataset : mxnet.gluon.data.Dataset
+        Yields uint8 ``(H, W, 3)`` images and integer labels.
+    preprocess : callable
+        Maps a uint8 ``(N, H, W, 3)`` batch to network input, e.g.
+        :class:`~gluonres.preprocess.Preprocess`.
+    batch_size : int, default 256
+    ctx : mxnet.Context, optional
+    progress : bool, default True
+        Show a progress bar on standard error.
+
+    Returns
+    -------
+    logits : numpy.ndarray, shape (N, classes)
+    labels : numpy.ndarray, shape (N,)
+    """
+    ctx = ctx or mx.cpu()
+    logits, labels = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, last_batch="keep")
+    for images, y in tqdm(loader, desc="evaluate", unit="batch", disable=not progress,
+                          leave=False):
+        logits.append(net(preprocess(images.as_in_context(ctx))).asnumpy())
+        labels.append(y.asnumpy())
+    return np.concatenate(logits), np.concatenate(labels).astype(np.int64)
+
+
+def confusion_matrix(labels, predictions, classes):
+    """``counts[true, predicted]`` as an int array of shape (classes, classes)."""
+    counts = np.zeros((classes, classes), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
+def evaluate(net, dataset, preprocess, class_names=None, batch_size=256, ctx=None,
+             progress=True):
+    """Accuracy, error, per-class accuracy and confusion matrix on a labelled dataset.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (0-1), ``error_pct``, ``per_class`` ({class: accuracy}),
+        ``confusion`` (nested list), ``predictions`` (numpy array, not JSON).
+    """
+    logits, labels = predict_dataset(net, dataset, preprocess, batch_size, ctx, progress)
+    pred = logits.argmax(axis=1)
+    n_classes = logits.shape[1]
+    names = list(class_names) if class_names else [str(i) for i in range(n_classes)]
+    counts = confusion_matrix(labels, pred, n_classes)
+    per_class = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
+    accuracy = float((pred == labels).mean())
+    return {"accuracy": accuracy, "error_pct": 100 * (1 - accuracy), "samples": len(labels),
+            "per_class": {n: float(a) for n, a in zip(names, per_class)},
+            "confusion": counts.tolist(), "predictions": pred}
+
+
+def plot_confusion(confusion, class_names, path, title=None):
+    """Save a confusion-matrix heat map (rows: true class, columns: predicted) as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(counts):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                color="white" if v > counts.max() / 2 else "black")
+    fig.colorbar(im, ax=ax)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

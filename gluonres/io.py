@@ -1,0 +1,156 @@
+"""Weights files: gluonres ``.params`` (with metadata), exported params, reference ``.npz``.
+
+Every format is read without unpickling: ``mx.nd.load`` for params and
+``numpy.load(allow_pickle=False)`` for ``.npz``.
+"""
+import json
+import os
+import re
+
+import mxnet as mx
+import numpy as np
+
+from ._atomic import atomic_path
+from .errors import CorruptFileError, GluonresError, WeightsMismatchError
+from .preprocess import REFERENCE, Preprocess
+
+#: Key under which a gluonres weights file keeps its JSON metadata (as uint8 bytes).
+META_KEY = "__gluonres_meta__"
+
+
+def save_weights(net, path, meta=None):
+    """Save every parameter of ``net`` under its readable name, atomically.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+    path : str
+        Destination ``.params`` file; replaced only once fully written.
+    meta : dict, optional
+        JSON-able metadata kept in the same file (model name, preprocessing, classes).
+    """
+    arrays = {name: p.data().copyto(mx.cpu()) for name, p in net.collect_params().items()}
+    if meta is not None:
+        arrays[META_KEY] = mx.nd.array(
+            np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype="uint8")
+    with atomic_path(path) as tmp:
+        mx.nd.save(tmp, arrays)
+
+
+def read_weights(path):
+    """Read a weights file into ``(arrays, meta)`` without touching any network.
+
+    Accepts gluonres ``.params``, exported ``NAME-0000.params`` (``arg:``/``aux:``
+    keys) and the reference ``.npz`` files (PyTorch names, mapped to ours; their
+    metadata carries the reference's input normalisation).
+
+    Raises
+    ------
+    GluonresError
+        If the file is missing, truncated or not a weights file.
+    """
+    if not os.path.isfile(path):
+        raise GluonresError(f"weights file {path!r} does not exist; pass the path of a "
+                            ".params or reference .npz file")
+    if path.endswith(".npz"):
+        return _read_reference_npz(path)
+    try:
+        loaded = mx.nd.load(path)
+    except mx.MXNetError:
+        raise CorruptFileError(f"{path!r} is not a readable MXNet params file (truncated or "
+                               "corrupt); re-export or re-download it") from None
+    if not isinstance(loaded, dict):
+        raise CorruptFileError(f"{path!r} holds unnamed arrays, not named parameters; save "
+                               "weights with gluonres.io.save_weights or net.export")
+    meta = {}
+    if META_KEY in loaded:
+        meta = json.loads(loaded.pop(META_KEY).asnumpy().tobytes().decode())
+    arrays = {re.sub(r"^(arg|aux):", "", k): v for k, v in loaded.items()}
+    return arrays, meta
+
+
+def _read_reference_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            raw = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise CorruptFileError(f"{path!r} is not a readable .npz file ({err}); re-download "
+                               "it") from None
+    arrays = {_torch_cifar_name(k): mx.nd.array(v) for k, v in raw.items()}
+    meta = {"source": "reference", "preprocess": REFERENCE.to_dict()}
+    return arrays, meta
+
+
+_BN = {"weight": "gamma", "bias": "beta", "running_mean": "running_mean",
+       "running_var": "running_var"}
+
+
+def _torch_cifar_name(key):
+    """Map the reference implementation's names (``layer2.0.bn1.weight``) to ours."""
+    parts = key.split(".")
+    if parts[0] == "conv1":
+        return "stem_conv_weight"
+    if parts[0] == "bn1":
+        return "stem_conv_bn_" + _BN[parts[1]]
+    if parts[0] == "linear":
+        return "head_dense_" + parts[1]
+    m = re.fullmatch(r"layer(\d+)", parts[0])
+    if m and len(parts) == 4:
+        unit = f"stage{m.group(1)}_unit{int(parts[1]) + 1}_"
+        if parts[2].startswith("conv"):
+            return unit + parts[2] + "_weight"
+        if parts[2].startswith("bn"):
+            return unit + "conv" + parts[2][2:] + "_bn_" + _BN[parts[3]]
+    raise WeightsMismatchError(f"reference weight {key!r} has no counterpart in a gluonres "
+                               "CIFAR ResNet; only the option-A reference layout is known")
+
+
+def check_compatible(net, arrays, meta=None, source="weights"):
+    """Raise ``WeightsMismatchError`` naming the first parameter that does not fit."""
+    params = net.collect_params()
+    model = getattr(net, "model_name", None)
+    saved_from = (meta or {}).get("model")
+    origin = f" (saved from {saved_from})" if saved_from and saved_from != model else ""
+    for name, p in params.items():
+        if name not in arrays:
+            raise WeightsMismatchError(
+                f"{source}{origin} has no parameter {name!r} needed by {model or 'the model'}; "
+                "load weights saved from the same model")
+        shape = tuple(arrays[name].shape)
+        if p.shape and all(p.shape) and tuple(p.shape) != shape:
+            raise WeightsMismatchError(
+                f"{source}{origin}: parameter {name!r} has shape {shape}, but "
+                f"{model or 'the model'} needs {tuple(p.shape)}; load weights saved from the "
+                "same model (and the same classes)")
+    extra = [k for k in arrays if k not in params]  # in file order: the first one named
+    if extra:
+        raise WeightsMismatchError(
+            f"{source}{origin} has parameter {extra[0]!r} that {model or 'the model'} does not "
+            "have; load weights saved from the same model")
+
+
+def load_weights(net, path, ctx=None):
+    """Load a weights file into ``net`` after checking every name and shape.
+
+    Nothing is changed in ``net`` unless the whole file fits.
+
+    Returns
+    -------
+    dict
+        The file's metadata (``preprocess``, ``model``, ``classes`` ... when present).
+    """
+    arrays, meta = read_weights(path)
+    check_compatible(net, arrays, meta, source=repr(path))
+    ctx = ctx or mx.cpu()
+    for name, p in net.collect_params().items():
+        if p._data is None and p._deferred_init == ():
+            p.initialize(ctx=ctx)
+        p.set_data(arrays[name])
+    return meta
+
+
+def preprocess_of(meta, default=None):
+    """The :class:`Preprocess` recorded in weights metadata, else ``default``."""
+    if "preprocess" in meta:
+        return Preprocess.from_dict(meta["preprocess"])
+    return default

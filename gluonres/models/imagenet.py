@@ -1,0 +1,68 @@
+"""ImageNet ResNets of the 2015 paper (Table 1) and their 2016 pre-activation versions."""
+from ..registry import register_model
+from .resnet import ResNet
+
+WIDTHS = (64, 128, 256, 512)
+# depth -> (bottleneck units?, units per stage): the 2015 paper's Table 1
+SPEC = {
+    18: (False, (2, 2, 2, 2)),
+    34: (False, (3, 4, 6, 3)),
+    50: (True, (3, 4, 6, 3)),
+    101: (True, (3, 4, 23, 3)),
+    152: (True, (3, 8, 36, 3)),
+}
+
+
+def imagenet_resnet(depth, preact=False, residual=True, shortcut="B", classes=1000,
+                    **kwargs):
+    """An ImageNet ResNet from the spec table.
+
+    Parameters
+    ----------
+    depth : {18, 34, 50, 101, 152}
+    preact : bool, default False
+        2016 full pre-activation units.
+    residual : bool, default True
+        ``False`` builds the plain counterpart.
+    shortcut : {'A', 'B', 'C'}, default 'B'
+        The 2015 paper's ImageNet default is option B.
+    classes : int, default 1000
+    **kwargs
+        Passed to :class:`~gluonres.models.resnet.ResNet`, e.g. ``stride_on='3x3'``
+        for the "v1b" stride placement.
+    """
+    if depth not in SPEC:
+        raise ValueError(f"ImageNet ResNet depth must be one of {sorted(SPEC)}, got {depth}")
+    bottleneck, units = SPEC[depth]
+    return ResNet(units, WIDTHS, stem="imagenet", bottleneck=bottleneck, preact=preact,
+                  shortcut=shortcut, residual=residual, classes=classes, **kwargs)
+
+
+@register_model
+def resnet18(**kw): return imagenet_resnet(18, **kw)
+@register_model
+def resnet34(**kw): return imagenet_resnet(34, **kw)
+@register_model
+def resnet50(**kw): return imagenet_resnet(50, **kw)
+@register_model
+def resnet101(**kw): return imagenet_resnet(101, **kw)
+@register_model
+def resnet152(**kw): return imagenet_resnet(152, **kw)
+
+
+@register_model
+def plain18(**kw): return imagenet_resnet(18, residual=False, **kw)
+@register_model
+def plain34(**kw): return imagenet_resnet(34, residual=False, **kw)
+
+
+@register_model
+def resnet18_v2(**kw): return imagenet_resnet(18, preact=True, **kw)
+@register_model
+def resnet34_v2(**kw): return imagenet_resnet(34, preact=True, **kw)
+@register_model
+def resnet50_v2(**kw): return imagenet_resnet(50, preact=True, **kw)
+@register_model
+def resnet101_v2(**kw): return imagenet_resnet(101, preact=True, **kw)
+@register_model
+def resnet152_v2(**kw): return imagenet_resnet(152, preact=True, **kw)

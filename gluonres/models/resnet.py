@@ -1,0 +1,81 @@
+"""The network that every ResNet family instantiates from its spec table."""
+from mxnet.gluon import HybridBlock, nn
+
+from ..blocks import ConvFactory, ResidualFactory
+
+
+class ResNet(HybridBlock):
+    """Stem, residual stages and a pooled classifier, built from one spec.
+
+    Parameters
+    ----------
+    units : sequence of int
+        Residual units per stage.
+    widths : sequence of int
+        Width of each stage (a bottleneck stage outputs ``4 * width`` channels).
+    stem : {'cifar', 'imagenet'}
+        'cifar': 3x3 convolution with ``widths[0]`` filters. 'imagenet': 7x7/2
+        convolution with 64 filters and a 3x3/2 max pool.
+    bottleneck : bool, default False
+        Bottleneck (1x1-3x3-1x1) units instead of basic (3x3-3x3) ones.
+    preact : bool, default False
+        2016 full pre-activation units; the stem's BN-ReLU then acts as the first unit's
+        pre-activation and a final BN-ReLU precedes the pooling.
+    shortcut : {'A', 'B', 'C'}, default 'B'
+        See :class:`~gluonres.blocks.ResidualFactory`.
+    residual : bool, default True
+        ``False`` builds the plain network (no shortcuts).
+    stride_on : {'1x1', '3x3'}, default '1x1'
+        Where a bottleneck puts its stride.
+    classes : int, default 1000
+        Output classes.
+
+    Notes
+    -----
+    Parameter names read like the paper: ``stem_conv_weight``,
+    ``stage2_unit1_conv1_weight``, ``stage2_unit1_conv1_bn_gamma``,
+    ``stage2_unit1_shortcut_weight``, ``head_dense_weight``.
+    """
+
+    def __init__(self, units, widths, stem="cifar", bottleneck=False, preact=False,
+                 shortcut="B", residual=True, stride_on="1x1", classes=1000, **kwargs):
+        super().__init__(prefix="", **kwargs)
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        if not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"classes must be a positive integer, got {classes!r}")
+        self.classes = classes
+        self.input_size = 32 if stem == "cifar" else 224
+        expansion = 4 if bottleneck else 1
+        with self.name_scope():
+            stem_channels = widths[0] if stem == "cifar" else 64
+            self.stem = nn.HybridSequential(prefix="")
+            if stem == "cifar":
+                self.stem.add(ConvFactory(stem_channels, 3, 1, 3, prefix="stem_conv_"))
+            else:
+                self.stem.add(ConvFactory(stem_channels, 7, 2, 3, prefix="stem_conv_"),
+                              nn.MaxPool2D(3, 2, 1, prefix="stem_pool_"))
+            self.stages = nn.HybridSequential(prefix="")
+            cin = stem_channels
+            for s, (n, width) in enumerate(zip(units, widths), 1):
+                stage = nn.HybridSequential(prefix=f"stage{s}_")
+                with stage.name_scope():
+                    for u in range(1, n + 1):
+                        cout = width * expansion
+                        stage.add(ResidualFactory(
+                            cout, cin, stride=2 if (u == 1 and s > 1) else 1,
+                            bottleneck=bottleneck, preact=preact, shortcut=shortcut,
+                            residual=residual, stride_on=stride_on,
+                            skip_preact=(s == 1 and u == 1), prefix=f"unit{u}_"))
+                        cin = cout
+                self.stages.add(stage)
+            self.head = nn.HybridSequential(prefix="head_")
+            with self.head.name_scope():
+                if preact:
+                    self.head.add(nn.BatchNorm(in_channels=cin, prefix="bn_"),
+                                  nn.Activation("relu", prefix="relu_"))
+                self.head.add(nn.GlobalAvgPool2D(prefix="pool_"),
+                              nn.Dense(classes, in_units=cin, prefix="dense_"))
+
+    def hybrid_forward(self, F, x):
+        return self.head(self.stages(self.stem(x)))

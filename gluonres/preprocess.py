@@ -1,0 +1,70 @@
+"""How raw RGB pixels become network input, as data that travels with the weights."""
+from dataclasses import dataclass, field
+
+import mxnet as mx
+import numpy as np
+
+from .errors import DataError
+
+
+@dataclass(eq=False)
+class Preprocess:
+    """Scale pixels to [0, 1], subtract a mean, divide by a standard deviation.
+
+    Parameters
+    ----------
+    mean : tuple of float, optional
+        Per-channel mean (RGB, in [0, 1] units).
+    std : tuple of float, optional
+        Per-channel standard deviation; ``None`` divides by nothing.
+    mean_image : numpy.ndarray, optional
+        Per-pixel mean ``(3, H, W)`` in [0, 1] units, the 2015 paper's CIFAR
+        preprocessing; used instead of ``mean``.
+    """
+
+    mean: tuple = None
+    std: tuple = None
+    mean_image: np.ndarray = field(default=None, repr=False)
+
+    def __call__(self, batch):
+        """Turn a uint8 ``(N, H, W, 3)`` NDArray batch into float32 ``(N, 3, H, W)``."""
+        x = batch.astype("float32").transpose((0, 3, 1, 2)) / 255.0
+        if self.mean_image is not None:
+            if tuple(self.mean_image.shape) != x.shape[1:]:
+                raise DataError(f"images of shape {x.shape[1:]} do not match the per-pixel "
+                                f"mean of shape {tuple(self.mean_image.shape)}; resize the "
+                                f"images to {self.mean_image.shape[1]}x"
+                                f"{self.mean_image.shape[2]}")
+            x = mx.nd.broadcast_sub(x, mx.nd.array(self.mean_image[None], ctx=x.context))
+        elif self.mean is not None:
+            x = mx.nd.broadcast_sub(x, _channels(self.mean, x.context))
+        if self.std is not None:
+            x = mx.nd.broadcast_div(x, _channels(self.std, x.context))
+        return x
+
+    def to_dict(self):
+        """JSON-ready description (for weights files and export manifests)."""
+        out = {"scale": 1 / 255, "layout": "NCHW", "color": "RGB"}
+        if self.mean_image is not None:
+            out["mean_image"] = np.asarray(self.mean_image).tolist()
+        elif self.mean is not None:
+            out["mean"] = list(self.mean)
+        if self.std is not None:
+            out["std"] = list(self.std)
+        return out
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of :meth:`to_dict`."""
+        img = d.get("mean_image")
+        return cls(mean=tuple(d["mean"]) if d.get("mean") is not None else None,
+                   std=tuple(d["std"]) if d.get("std") is not None else None,
+                   mean_image=np.asarray(img, "float32") if img is not None else None)
+
+
+def _channels(values, ctx):
+    return mx.nd.array(values, ctx=ctx).reshape((1, 3, 1, 1))
+
+
+#: The input normalisation of the option-A reference weights (../shared/reference).
+REFERENCE = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

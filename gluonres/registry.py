@@ -1,0 +1,82 @@
+"""Model registry: one name per builder, close-name suggestions, pattern listing."""
+import difflib
+import fnmatch
+
+from .errors import UnknownModelError
+
+_MODELS = {}
+
+
+def register_model(fn):
+    """Register a builder under its function name; a name may be registered once.
+
+    Parameters
+    ----------
+    fn : callable
+        Builder ``fn(**kwargs) -> HybridBlock``; its ``__name__`` becomes the model name.
+
+    Returns
+    -------
+    callable
+        ``fn`` unchanged, so the decorator leaves the builder importable.
+
+    Raises
+    ------
+    ValueError
+        If the name is already registered.
+    """
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered by {_MODELS[name].__module__}")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern="*"):
+    """Names of the registered models matching a shell-style pattern, sorted.
+
+    Parameters
+    ----------
+    pattern : str, default '*'
+        ``fnmatch`` pattern, e.g. ``'resnet*_cifar'``.
+
+    Returns
+    -------
+    list of str
+    """
+    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_builder(name):
+    """The builder registered as ``name``; unknown names raise with suggestions."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `gluonres list`"
+        raise UnknownModelError(f"unknown model {name!r}: {hint}") from None
+
+
+def get_model(name, **kwargs):
+    """Build a registered model.
+
+    Parameters
+    ----------
+    name : str
+        Registered name, e.g. ``'resnet56_cifar'``; see :func:`list_models`.
+    **kwargs
+        Passed to the builder: ``classes``, ``shortcut``, ``stride_on`` ...
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock
+        The uninitialised network; the registered name is kept in ``net.model_name``.
+
+    Raises
+    ------
+    UnknownModelError
+        If ``name`` is not registered; the message suggests the closest names.
+    """
+    net = get_builder(name)(**kwargs)
+    net.model_name = name
+    return net

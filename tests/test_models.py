@@ -1,0 +1,117 @@
+"""Every registered model: shape, hybridize parity, export round trip, exact counts."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+import gluonres
+from gluonres.analysis import default_input_shape, trainable_params
+
+# Trainable parameters (BN running statistics excluded): 2015 paper, Table 6 and Table 1
+# (ImageNet counts at 1000 classes with option B, the standard figures).
+EXACT_PARAMS = {
+    "resnet20_cifar": 269_722, "resnet32_cifar": 464_154, "resnet44_cifar": 658_586,
+    "resnet56_cifar": 853_018, "resnet110_cifar": 1_727_962, "resnet1202_cifar": 19_421_274,
+    "plain20_cifar": 269_722, "plain32_cifar": 464_154, "plain44_cifar": 658_586,
+    "plain56_cifar": 853_018, "plain110_cifar": 1_727_962,
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+    "resnet101": 44_549_160, "resnet152": 60_192_808,
+}
+# 2015 paper, Table 1: FLOPs (multiply-adds) at 224x224, in billions
+PAPER_GMACS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6,
+               "resnet152": 11.3}
+# 2016 paper, Table 3 / Sec. 4: parameters in millions
+PAPER_V2_MPARAMS = {"resnet164_cifar_v2": 1.7, "resnet1001_cifar_v2": 10.2}
+
+ALL = gluonres.list_models()
+
+
+def _built(name):
+    """He-initialised weights and BatchNorm in a trained-like state.
+
+    Fresh BN statistics (mean 0, var 1, gamma 1) make an untrained ResNet-1202 overflow
+    in inference mode and leave the BN arithmetic untested; random ones exercise it.
+    """
+    mx.random.seed(0)
+    net = gluonres.get_model(name)
+    net.initialize(mx.init.MSRAPrelu(slope=0))
+    for pname, p in net.collect_params().items():
+        if pname.endswith(("_gamma", "_running_var")):
+            p.set_data(mx.nd.random.uniform(0.1, 0.3, p.shape) if pname.endswith("gamma")
+                       else mx.nd.random.uniform(0.5, 1.5, p.shape))
+        elif pname.endswith(("_beta", "_running_mean")):
+            p.set_data(mx.nd.random.uniform(-0.1, 0.1, p.shape))
+    return net
+
+
+def _input(net, batch=2):
+    shape = default_input_shape(net, batch)
+    return mx.nd.random.uniform(-1, 1, shape=shape, ctx=mx.cpu())
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_PARAMS))
+def test_exact_parameter_counts(name):
+    assert trainable_params(gluonres.get_model(name)) == EXACT_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_GMACS))
+def test_multiply_adds_match_table1(name):
+    s = gluonres.summary(gluonres.get_model(name))
+    assert s.input_shape == (1, 3, 224, 224)
+    assert s.macs / 1e9 == pytest.approx(PAPER_GMACS[name], rel=0.05)
+    # summary's per-stage parameters add up to the direct count
+    assert s.params == EXACT_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_V2_MPARAMS))
+def test_v2_bottleneck_params_near_paper(name):
+    millions = trainable_params(gluonres.get_model(name)) / 1e6
+    assert millions == pytest.approx(PAPER_V2_MPARAMS[name], abs=0.15)
+
+
+def test_summary_stage_shapes_resnet50():
+    s = gluonres.summary(gluonres.get_model("resnet50"))
+    shapes = {st.name: tuple(st.output_shape) for st in s.stages}
+    assert shapes == {"stem": (1, 64, 56, 56), "stage1": (1, 256, 56, 56),
+                      "stage2": (1, 512, 28, 28), "stage3": (1, 1024, 14, 14),
+                      "stage4": (1, 2048, 7, 7), "head": (1, 1000)}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_hybridize_export(name, tmp_path):
+    net = _built(name)
+    x = _input(net)
+    imperative = net(x).asnumpy()
+    assert imperative.shape == (2, net.classes)
+    assert np.isfinite(imperative).all()
+    net.hybridize()
+    hybrid = net(x).asnumpy()
+    scale = max(1.0, np.abs(imperative).max())
+    np.testing.assert_allclose(hybrid, imperative, rtol=1e-5, atol=1e-5 * scale)
+
+    net.export(str(tmp_path / name), epoch=0)
+    reloaded = mx.gluon.SymbolBlock.imports(str(tmp_path / f"{name}-symbol.json"), ["data"],
+                                            str(tmp_path / f"{name}-0000.params"))
+    np.testing.assert_array_equal(reloaded(x).asnumpy(), hybrid)
+
+
+@pytest.mark.parametrize("name", ["resnet20_cifar", "resnet56_cifar_v2", "resnet50"])
+def test_parameter_names_read_like_the_paper(name):
+    names = list(gluonres.get_model(name).collect_params())
+    assert names[0] == "stem_conv_weight"
+    assert "stage2_unit1_conv1_weight" in names
+    assert "stage2_unit1_conv1_bn_gamma" in names or "stage2_unit1_preact_bn_gamma" in names
+    assert names[-2:] == ["head_dense_weight", "head_dense_bias"]
+
+
+def test_no_conv_has_a_bias():
+    for name in ("resnet50", "resnet110_cifar_v2", "plain34"):
+        params = gluonres.get_model(name).collect_params()
+        assert not [n for n in params if "conv" in n and n.endswith("_bias")]
+
+
+def test_v2_has_final_bn_relu_and_stem_bn():
+    names = list(gluonres.get_model("resnet20_cifar_v2").collect_params())
+    assert "head_bn_gamma" in names and "stem_conv_bn_gamma" in names
+    # the stem's BN-ReLU is the first unit's pre-activation: no second one there
+    assert "stage1_unit1_preact_bn_gamma" not in names
+    assert "stage1_unit2_preact_bn_gamma" in names
