@@ -7,19 +7,23 @@ import numpy as np
 
 
 def default_input_shape(net, batch=1):
-    """``(batch, 3, S, S)`` with ``S`` the model's native input size (32 or 224)."""
+    """``(batch, C, S, S)``: the model's ``in_channels`` (default 3) and native input size
+    ``S`` (``net.input_size``: 32 for CIFAR models, 224, 240 or 299 for ImageNet ones)."""
     size = getattr(net, "input_size", 224)
-    return (batch, 3, size, size)
+    return (batch, getattr(net, "in_channels", 3), size, size)
 
 
 def trainable_params(net):
     """Number of trainable parameters (BatchNorm running statistics excluded).
 
-    Works on uninitialised networks as long as every shape is known; for layers with
-    deferred shapes use :func:`summary`, which infers them from the graph.
+    Works on uninitialised networks. Where a layer's shape is still deferred (GluonCV's
+    layers infer their input channels), the shapes are inferred from the graph at the
+    model's native input size, as :func:`summary` does.
     """
-    return sum(int(np.prod(p.shape)) for p in net.collect_params().values()
-               if p.grad_req != "null")
+    params = [p for p in net.collect_params().values() if p.grad_req != "null"]
+    if any(not p.shape or min(p.shape) <= 0 for p in params):
+        return summary(net).params
+    return sum(int(np.prod(p.shape)) for p in params)
 
 
 @dataclass

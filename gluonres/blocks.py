@@ -1,13 +1,23 @@
 """The two building blocks of every network in the ResNet papers.
 
 ``ConvFactory`` is one convolution with its BatchNorm and ReLU, in post-activation
-(conv-BN-ReLU, 2015) or pre-activation (BN-ReLU-conv, 2016) order. ``ResidualFactory``
-is one residual unit, basic or bottleneck, in either order, with shortcut option A, B or
-C, or with no shortcut at all (the "plain" counterpart).
+(conv-BN-ReLU, 2015) or pre-activation (BN-ReLU-conv, 2016) order; the EfficientNets
+reuse it with swish and grouped (depthwise) convolutions. ``ResidualFactory`` is one
+residual unit, basic or bottleneck, in either order, with shortcut option A, B or C, or
+with no shortcut at all (the "plain" counterpart).
 """
 from mxnet.gluon import HybridBlock, nn
 
 SHORTCUTS = ("A", "B", "C")
+
+
+def swish(F, x):
+    """``x * sigmoid(x)`` (swish, also called SiLU), the EfficientNet activation."""
+    return x * F.sigmoid(x)
+
+
+# activation name -> function(F, x); ``act=True`` means "relu" for the ResNets
+ACTIVATIONS = {"relu": lambda F, x: F.relu(x), "swish": swish}
 
 
 class ConvFactory(HybridBlock):
@@ -29,21 +39,29 @@ class ConvFactory(HybridBlock):
     bn : bool, default True
         Include the BatchNorm. The convolution never has a bias: every convolution in
         these networks is followed by a BatchNorm, either its own or the next unit's.
-    act : bool, default True
-        Include the ReLU.
+    act : bool or {'relu', 'swish'}, default True
+        The activation: ``True`` is ``'relu'``, ``False`` (or ``None``) leaves it out.
+    groups : int, default 1
+        Convolution groups; ``groups == in_channels == channels`` is a depthwise
+        convolution.
     prefix : str, optional
         Parameter prefix; the convolution's weight is ``<prefix>weight`` and the
         BatchNorm's are ``<prefix>bn_gamma`` etc.
     """
 
     def __init__(self, channels, kernel_size, strides=1, in_channels=0, preact=False,
-                 bn=True, act=True, prefix=None, params=None):
+                 bn=True, act=True, groups=1, prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
+        if act is True:
+            act = "relu"
+        if act and act not in ACTIVATIONS:
+            raise ValueError(f"act must be a bool or one of {sorted(ACTIVATIONS)}, got {act!r}")
         self._preact = preact
-        self._act = act
+        self._act = ACTIVATIONS[act] if act else None
         with self.name_scope():
             self.conv = nn.Conv2D(channels, kernel_size, strides, kernel_size // 2,
-                                  use_bias=False, in_channels=in_channels, prefix="")
+                                  groups=groups, use_bias=False, in_channels=in_channels,
+                                  prefix="")
             self.bn = None
             if bn:
                 bn_channels = in_channels if preact else channels
@@ -52,7 +70,7 @@ class ConvFactory(HybridBlock):
     def _norm_act(self, F, x):
         if self.bn is not None:
             x = self.bn(x)
-        return F.relu(x) if self._act else x
+        return self._act(F, x) if self._act is not None else x
 
     def hybrid_forward(self, F, x):
         if self._preact:

@@ -103,6 +103,16 @@ def cmd_export(args):
          "\n".join(f"{k:<7} {v}" for k, v in paths.items()))
 
 
+def cmd_backbones(args):
+    from gluonres.experiments import backbones
+
+    models = args.models or backbones.DEFAULT_MODELS
+    record = backbones.backbone_table(models, throughput=not args.no_throughput,
+                                      batch_size=args.batch_size, warmup=args.warmup,
+                                      repeats=args.repeats, progress=not args.json)
+    emit(args, record, backbones.format_table(record))
+
+
 # ---------------------------------------------------------------------------- parser
 def _model_kwargs(args):
     kwargs = {}
@@ -135,6 +145,17 @@ def build_parser():
     _add_model_options(p)
     p.add_argument("--size", type=int, help="input height/width (default: 32 CIFAR, 224 ImageNet)")
     p.set_defaults(run=cmd_summary)
+
+    p = sub.add_parser("backbones", parents=[common],
+                       help="classic backbones vs ResNets: shapes, params, mult-adds, speed")
+    p.add_argument("models", nargs="*",
+                   help="registered names (default: LeNet-5 ... EfficientNet-B1 and two ResNets)")
+    p.add_argument("--no-throughput", action="store_true",
+                   help="skip the CPU forward timing (counts only, seconds instead of minutes)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch of the timed passes")
+    p.add_argument("--warmup", type=int, default=2, help="untimed passes before timing")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
+    p.set_defaults(run=cmd_backbones)
 
     p = sub.add_parser("evaluate", parents=[common], help="test accuracy of trained weights")
     _add_model_options(p)

@@ -2,7 +2,7 @@
 import difflib
 import fnmatch
 
-from .errors import UnknownModelError
+from .errors import GluonresError, UnknownModelError
 
 _MODELS = {}
 
@@ -76,7 +76,17 @@ def get_model(name, **kwargs):
     ------
     UnknownModelError
         If ``name`` is not registered; the message suggests the closest names.
+    GluonresError
+        If the model does not take one of ``kwargs`` (e.g. ``shortcut`` for AlexNet).
     """
-    net = get_builder(name)(**kwargs)
+    builder = get_builder(name)
+    try:
+        net = builder(**kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        option = str(err).rsplit(" ", 1)[-1]
+        raise GluonresError(f"model {name!r} does not take the option {option}; leave it "
+                            "out (shortcut and stride_on are ResNet options)") from None
     net.model_name = name
     return net

@@ -45,3 +45,22 @@ def test_default_stride_placement_differs_from_v1b():
     dst.initialize()
     _copy_in_order(src, dst)
     assert np.abs(dst(x).asnumpy() - theirs).max() > 1e-2 * np.abs(theirs).max()
+
+
+@pytest.mark.parametrize("theirs,ours,size", [
+    ("densenet121", "densenet121", 224),
+    ("inceptionv3", "inception_v3", 299),
+])
+def test_wrapped_zoo_models_are_gluoncvs_function(theirs, ours, size):
+    """The wrapper keeps GluonCV's layers and forward pass: same weights, same output."""
+    mx.random.seed(2)
+    src = gluoncv_model(theirs, pretrained=False)
+    src.initialize(mx.init.Xavier())
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, size, size))
+    expected = src(x).asnumpy()
+    dst = gluonres.get_model(ours)
+    dst.initialize()
+    dst.infer_shape(x)  # GluonCV's layers defer their input channels
+    _copy_in_order(src, dst)
+    np.testing.assert_allclose(dst(x).asnumpy(), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())

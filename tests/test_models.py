@@ -15,10 +15,28 @@ EXACT_PARAMS = {
     "plain56_cifar": 853_018, "plain110_cifar": 1_727_962,
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "resnet101": 44_549_160, "resnet152": 60_192_808,
+    **{
+        # the classic backbones at 1000 classes, against the reference implementations
+        # (torchvision's counts; GluonCV's nets give the same): AlexNet ("one weird
+        # trick" variant), VGG-16 (paper Table 2: 138M), Inception-v3 without the
+        # auxiliary classifier, DenseNet-121; EfficientNet-B0/B1 as the TensorFlow
+        # reference and timm (paper Table 2: 5.3M / 7.8M)
+        "alexnet": 61_100_840, "vgg16": 138_357_544, "inception_v3": 23_834_568,
+        "densenet121": 7_978_856, "efficientnet_b0": 5_288_548,
+        "efficientnet_b1": 7_794_184,
+        # LeNet-5 at 10 classes on 3-channel 32x32 input: C1 456, C3 2,416, C5 48,120,
+        # F6 10,164, classifier 850 (the paper's 60,000 differ by design: see LeNet5)
+        "lenet5": 62_006,
+    },
 }
 # 2015 paper, Table 1: FLOPs (multiply-adds) at 224x224, in billions
 PAPER_GMACS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6,
                "resnet152": 11.3}
+# published multiply-adds (billions) of the classic backbones at their native sizes:
+# torchvision's figures for AlexNet, VGG-16, DenseNet-121 and timm's for Inception-v3
+# (299x299); the EfficientNet paper's Table 2 for B0 (224) and B1 (240)
+CLASSIC_GMACS = {"alexnet": 0.71, "vgg16": 15.47, "inception_v3": 5.7, "densenet121": 2.83,
+                 "efficientnet_b0": 0.39, "efficientnet_b1": 0.70}
 # 2016 paper, Table 3 / Sec. 4: parameters in millions
 PAPER_V2_MPARAMS = {"resnet164_cifar_v2": 1.7, "resnet1001_cifar_v2": 10.2}
 
@@ -34,6 +52,7 @@ def _built(name):
     mx.random.seed(0)
     net = gluonres.get_model(name)
     net.initialize(mx.init.MSRAPrelu(slope=0))
+    net.infer_shape(mx.nd.zeros(default_input_shape(net)))  # GluonCV's deferred shapes
     for pname, p in net.collect_params().items():
         if pname.endswith(("_gamma", "_running_var")):
             p.set_data(mx.nd.random.uniform(0.1, 0.3, p.shape) if pname.endswith("gamma")
@@ -59,6 +78,13 @@ def test_multiply_adds_match_table1(name):
     assert s.input_shape == (1, 3, 224, 224)
     assert s.macs / 1e9 == pytest.approx(PAPER_GMACS[name], rel=0.05)
     # summary's per-stage parameters add up to the direct count
+    assert s.params == EXACT_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC_GMACS))
+def test_classic_multiply_adds_match_published(name):
+    s = gluonres.summary(gluonres.get_model(name))
+    assert s.macs / 1e9 == pytest.approx(CLASSIC_GMACS[name], rel=0.03)
     assert s.params == EXACT_PARAMS[name]
 
 

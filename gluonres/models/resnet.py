@@ -2,6 +2,7 @@
 from mxnet.gluon import HybridBlock, nn
 
 from ..blocks import ConvFactory, ResidualFactory
+from .common import check_classes
 
 
 class ResNet(HybridBlock):
@@ -42,8 +43,7 @@ class ResNet(HybridBlock):
         super().__init__(prefix="", **kwargs)
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
-        if not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"classes must be a positive integer, got {classes!r}")
+        check_classes(classes)
         self.classes = classes
         self.input_size = 32 if stem == "cifar" else 224
         expansion = 4 if bottleneck else 1

@@ -1,0 +1,1 @@
+"""Library code behind the notebooks: each module computes one notebook's records."""

@@ -1,0 +1,124 @@
+"""The classic image-classification backbones around ResNet, in the same registry.
+
+LeNet-5 and the EfficientNets are written here as HybridBlocks; AlexNet, VGG-16,
+Inception-v3 and DenseNet-121 wrap GluonCV's model zoo (their layers are GluonCV's,
+their classifier is renamed ``head_dense`` so that every model reads alike).
+"""
+from mxnet.gluon import HybridBlock, nn
+
+from ..registry import register_model
+from .common import check_classes
+from .efficientnet import efficientnet
+
+
+class ScaledTanh(HybridBlock):
+    """LeNet-5's squashing function ``1.7159 tanh(2a / 3)`` (LeCun et al. 1998, App. A)."""
+
+    def hybrid_forward(self, F, x):
+        return 1.7159 * F.tanh(x * (2.0 / 3.0))
+
+
+class LeNet5(HybridBlock):
+    """LeNet-5 (LeCun et al., "Gradient-based learning applied to document recognition",
+    Proc. IEEE 1998, Sec. II.B) on 32x32 inputs, in its common modern form.
+
+    C1 conv 5x5 (6) -> S2 average pool 2 -> C3 conv 5x5 (16) -> S4 average pool 2 ->
+    C5 conv 5x5 (120) -> F6 dense (84) -> classifier, with the paper's scaled tanh
+    after C1, C3, C5 and F6. Layer (and summary group) names are the paper's: ``c1``,
+    ``s2``, ``c3``, ``s4``, ``c5``, ``f6``, then ``head``.
+
+    Parameters
+    ----------
+    classes : int, default 10
+    in_channels : int, default 3
+        3 lets LeNet-5 run on the same RGB 32x32 inputs as the CIFAR ResNets; 1 is the
+        paper's grey-scale input.
+
+    Notes
+    -----
+    The paper's layers add up to 60,000 trainable parameters (Sec. II.B: C1 156, S2 12,
+    C3 1,516, S4 32, C5 48,120, F6 10,164), with a fixed RBF output layer. This version
+    connects C3 to all six C1 maps (2,416 parameters, not the paper's sparse table's
+    1,516), pools without the paper's trainable coefficient and bias (S2, S4: 0, not 44)
+    and ends in a trainable dense classifier (850 at 10 classes): 61,706 parameters with
+    ``in_channels=1``; the default 3 input channels add 300 to C1, giving 62,006.
+    """
+
+    def __init__(self, classes=10, in_channels=3, **kwargs):
+        super().__init__(prefix="", **kwargs)
+        check_classes(classes)
+        self.classes = classes
+        self.input_size = 32
+        self.in_channels = in_channels
+        with self.name_scope():
+            self.features = nn.HybridSequential(prefix="")
+            self.features.add(
+                nn.Conv2D(6, 5, in_channels=in_channels, prefix="c1_"),
+                ScaledTanh(prefix="c1_act_"),
+                nn.AvgPool2D(2, prefix="s2_"),
+                nn.Conv2D(16, 5, in_channels=6, prefix="c3_"),
+                ScaledTanh(prefix="c3_act_"),
+                nn.AvgPool2D(2, prefix="s4_"),
+                nn.Conv2D(120, 5, in_channels=16, prefix="c5_"),  # 5x5 maps -> 1x1
+                ScaledTanh(prefix="c5_act_"),
+                nn.Dense(84, in_units=120, prefix="f6_"),
+                ScaledTanh(prefix="f6_act_"))
+            self.head = nn.Dense(classes, in_units=84, prefix="head_dense_")
+
+    def hybrid_forward(self, F, x):
+        return self.head(self.features(x))
+
+
+class GluonCVNet(HybridBlock):
+    """A GluonCV model-zoo network behind gluonres's interface.
+
+    The network's ``features`` are GluonCV's own block (its layers, initialisers and
+    forward pass, parameters named ``features_...``); its final classifier is replaced
+    by an identical ``Dense`` named ``head_dense_`` (GluonCV's forward is
+    ``output(features(x))``, so the function is unchanged). ``summary`` then reports a
+    ``features`` and a ``head`` group.
+
+    Parameters
+    ----------
+    zoo_name : str
+        GluonCV model-zoo name, e.g. ``'inceptionv3'``.
+    feature_units : int
+        Width of the features' output (the classifier's input).
+    input_size : int
+        Native input resolution; GluonCV's fixed final pooling (Inception-v3,
+        DenseNet) or flatten (AlexNet, VGG) ties the network to it.
+    classes : int, default 1000
+    """
+
+    def __init__(self, zoo_name, feature_units, input_size, classes=1000, **kwargs):
+        super().__init__(prefix="", **kwargs)
+        check_classes(classes)
+        from gluoncv.model_zoo import get_model  # slow import, only when one is built
+        self.classes = classes
+        self.input_size = input_size
+        with self.name_scope():
+            zoo = get_model(zoo_name, pretrained=False, classes=classes, prefix="features_")
+            self.features = zoo.features
+            # GluonCV's own classifier (left unregistered) lends its initialisers
+            self.head = nn.Dense(classes, in_units=feature_units,
+                                 weight_initializer=zoo.output.weight.init,
+                                 bias_initializer=zoo.output.bias.init, prefix="head_dense_")
+
+    def hybrid_forward(self, F, x):
+        return self.head(self.features(x))
+
+
+@register_model
+def lenet5(**kw): return LeNet5(**kw)
+@register_model
+def alexnet(**kw): return GluonCVNet("alexnet", 4096, 224, **kw)
+@register_model
+def vgg16(**kw): return GluonCVNet("vgg16", 4096, 224, **kw)
+@register_model
+def inception_v3(**kw): return GluonCVNet("inceptionv3", 2048, 299, **kw)
+@register_model
+def densenet121(**kw): return GluonCVNet("densenet121", 1024, 224, **kw)
+@register_model
+def efficientnet_b0(**kw): return efficientnet("b0", **kw)
+@register_model
+def efficientnet_b1(**kw): return efficientnet("b1", **kw)

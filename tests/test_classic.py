@@ -1,0 +1,206 @@
+"""The classic backbones: structure, names, stochastic depth, the comparison table.
+
+Counts, multiply-adds, forward shapes, hybridize parity and export round trips of every
+classic model are in the parametrised tests of test_models.py.
+"""
+import json
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+import gluonres
+from gluonres.analysis import trainable_params
+from gluonres.blocks import ConvFactory
+from gluonres.experiments import backbones
+from gluonres.models.efficientnet import MBConv
+
+# width of the classifier's input, to count the classifier at other class counts
+FEATURE_UNITS = {"alexnet": 4096, "vgg16": 4096, "inception_v3": 2048, "densenet121": 1024,
+                 "efficientnet_b0": 1280, "efficientnet_b1": 1280, "lenet5": 84}
+PARAMS_1000 = {"alexnet": 61_100_840, "vgg16": 138_357_544, "inception_v3": 23_834_568,
+               "densenet121": 7_978_856, "efficientnet_b0": 5_288_548,
+               "efficientnet_b1": 7_794_184}
+
+
+def _stages(name, **kwargs):
+    s = gluonres.summary(gluonres.get_model(name, **kwargs))
+    return {st.name: tuple(st.output_shape) for st in s.stages}
+
+
+def test_efficientnet_b0_stage_shapes():
+    # paper Table 1: resolutions 112, 112, 56, 28, 14, 14, 7, 7 and channels
+    assert _stages("efficientnet_b0") == {
+        "stem": (1, 32, 112, 112), "stage1": (1, 16, 112, 112), "stage2": (1, 24, 56, 56),
+        "stage3": (1, 40, 28, 28), "stage4": (1, 80, 14, 14), "stage5": (1, 112, 14, 14),
+        "stage6": (1, 192, 7, 7), "stage7": (1, 320, 7, 7), "head": (1, 1000)}
+
+
+def test_efficientnet_b1_is_deeper_b0_at_240():
+    b0 = gluonres.get_model("efficientnet_b0")
+    b1 = gluonres.get_model("efficientnet_b1")
+    assert (b0.input_size, b1.input_size) == (224, 240)
+    # ceil(1.1 * (1, 2, 2, 3, 3, 4, 1)) blocks per stage
+    assert [len(st) for st in b0.stages] == [1, 2, 2, 3, 3, 4, 1]
+    assert [len(st) for st in b1.stages] == [2, 3, 3, 4, 4, 5, 2]
+
+
+def test_lenet5_layers_are_the_papers():
+    assert _stages("lenet5") == {
+        "c1": (1, 6, 28, 28), "s2": (1, 6, 14, 14), "c3": (1, 16, 10, 10),
+        "s4": (1, 16, 5, 5), "c5": (1, 120, 1, 1), "f6": (1, 84), "head": (1, 10)}
+
+
+def test_lenet5_one_channel():
+    net = gluonres.get_model("lenet5", in_channels=1)
+    # 62,006 less 300 weights of C1 on the two extra channels
+    assert trainable_params(net) == 61_706
+    assert gluonres.summary(net).input_shape == (1, 1, 32, 32)
+    net.initialize()
+    assert net(mx.nd.zeros((2, 1, 32, 32))).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "inception_v3", "densenet121"])
+def test_gluoncv_wrappers_group_features_and_head(name):
+    net = gluonres.get_model(name)
+    names = list(net.collect_params())
+    assert all(n.startswith("features_") for n in names[:-2])
+    assert names[-2:] == ["head_dense_weight", "head_dense_bias"]
+    stages = _stages(name)
+    assert list(stages) == ["features", "head"]
+    assert stages["head"] == (1, 1000)
+
+
+def test_efficientnet_parameter_names():
+    names = list(gluonres.get_model("efficientnet_b0").collect_params())
+    assert names[:2] == ["stem_conv_weight", "stem_conv_bn_gamma"]
+    assert names[-2:] == ["head_dense_weight", "head_dense_bias"]
+    for n in ("stage1_block1_dw_weight", "stage1_block1_se_reduce_weight",
+              "stage2_block1_expand_weight", "stage3_block2_se_expand_bias",
+              "stage3_block2_project_bn_gamma", "head_conv_weight"):
+        assert n in names
+    # expansion 1: the first stage has no expansion convolution
+    assert "stage1_block1_expand_weight" not in names
+    # only the squeeze-and-excitation 1x1 convolutions have biases
+    assert {n for n in names if n.endswith("_bias") and not n.startswith("head_dense")} == \
+        {n for n in names if "_se_" in n and n.endswith("_bias")}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS_1000))
+def test_classes_resizes_only_the_classifier(name):
+    net = gluonres.get_model(name, classes=10)
+    assert net.classes == 10
+    assert trainable_params(net) == PARAMS_1000[name] - 990 * (FEATURE_UNITS[name] + 1)
+
+
+def test_classes_forward_shape_lenet_and_efficientnet():
+    for name, shape in (("lenet5", (2, 3, 32, 32)), ("efficientnet_b0", (2, 3, 64, 64))):
+        net = gluonres.get_model(name, classes=7)
+        net.initialize()
+        assert net(mx.nd.zeros(shape)).shape == (2, 7)
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(gluonres.GluonresError, match="'shortcut'"):
+        gluonres.get_model("alexnet", shortcut="A")
+    with pytest.raises(gluonres.GluonresError, match="classes must be a positive integer"):
+        gluonres.get_model("efficientnet_b0", classes=0)
+    with pytest.raises(ValueError, match="act must be"):
+        ConvFactory(8, 3, act="tanh")
+
+
+def test_conv_factory_swish_and_depthwise():
+    mx.random.seed(0)
+    block = ConvFactory(4, 3, in_channels=4, act="swish", groups=4, prefix="dw_")
+    block.initialize(mx.init.Normal(1.0))
+    assert block.conv.weight.shape == (4, 1, 3, 3)
+    x = mx.nd.random.uniform(-1, 1, shape=(2, 4, 5, 5))
+    z = block.bn(block.conv(x)).asnumpy()
+    np.testing.assert_allclose(block(x).asnumpy(), z / (1 + np.exp(-z)), rtol=1e-5, atol=1e-6)
+    # the ResNets' ConvFactory keeps its names: act=True is ReLU
+    relu = ConvFactory(4, 3, in_channels=2, prefix="c_")
+    relu.initialize()
+    assert list(relu.collect_params()) == ["c_weight", "c_bn_gamma", "c_bn_beta",
+                                           "c_bn_running_mean", "c_bn_running_var"]
+    assert relu(mx.nd.random.uniform(-1, 1, shape=(1, 2, 5, 5))).min() >= 0
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_drop_path_drops_whole_samples_in_training_only(hybrid):
+    mx.random.seed(0)
+    block = MBConv(8, 8, 6, 3, 1, drop_path=0.5)
+    block.initialize(mx.init.MSRAPrelu(slope=0))
+    if hybrid:
+        block.hybridize()
+    x = mx.nd.random.uniform(-1, 1, shape=(64, 8, 6, 6))
+    dropped = 0
+    for _ in range(4):
+        with autograd.record(train_mode=True):
+            branch = block.body(x).asnumpy()  # batch statistics: the same in both calls
+            y = block(x).asnumpy()
+        delta = (y - x.asnumpy()).reshape(64, -1)
+        kept = np.abs(delta).max(axis=1) > 0
+        # a dropped sample is exactly the identity; a kept one has its branch x 1/(1 - p)
+        np.testing.assert_allclose(delta[kept], 2 * branch.reshape(64, -1)[kept],
+                                   rtol=1e-4, atol=1e-5)
+        dropped += int((~kept).sum())
+    assert 0.3 < dropped / 256 < 0.7
+    # inference: every sample keeps its unscaled branch, deterministically
+    y1, y2 = block(x).asnumpy(), block(x).asnumpy()
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(y1 - x.asnumpy(), block.body(x).asnumpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_drop_path_schedule_and_where_it_applies():
+    net = gluonres.get_model("efficientnet_b0")
+    blocks = [b for stage in net.stages for b in stage]
+    rates = [b.drop_path for b in blocks]
+    assert len(blocks) == 16 and rates[0] == 0
+    # blocks that change shape have no skip, hence no drop path; the others ramp up
+    # linearly to 0.2 * 15/16 (the last block changes shape, so the highest is 14/16)
+    assert rates[1] == 0 and rates[3] == 0  # stage2 block1, stage3 block1
+    assert rates[2] == pytest.approx(0.2 * 2 / 16)
+    assert max(rates) == pytest.approx(0.2 * 14 / 16) and rates[-1] == 0
+    with pytest.raises(ValueError, match="drop_path"):
+        MBConv(8, 8, 6, 3, 1, drop_path=1.0)
+
+
+def test_backbone_table_record(monkeypatch):
+    monkeypatch.setattr(backbones, "BASELINE", "lenet5")
+    record = backbones.backbone_table(["lenet5", "efficientnet_b0"], batch_size=1,
+                                      warmup=1, repeats=2, progress=False)
+    json.dumps(record)  # JSON-ready as it stands
+    lenet, b0 = record["models"]
+    assert (lenet["params"], b0["params"]) == (62_006, 5_288_548)
+    assert lenet["published"]["params"] == 60_000 and lenet["params_vs_published"] == 2_006
+    assert b0["params_vs_published"] == 0 and b0["published"]["gmacs"] == 0.39
+    assert b0["input_shape"] == [1, 3, 224, 224] and b0["output_shape"] == [1, 1000]
+    assert [s["name"] for s in lenet["stages"]] == ["c1", "s2", "c3", "s4", "c5", "f6", "head"]
+    for row in (lenet, b0):
+        t = row["throughput"]
+        assert t["batch"] == 1 and t["repeats"] == 2
+        assert t["min_batch_s"] <= t["median_batch_s"] <= t["max_batch_s"]
+        assert t["images_per_s"] == pytest.approx(1 / t["median_batch_s"])
+    assert lenet["speed_vs_baseline"] == 1.0 and record["baseline"] == "lenet5"
+    assert record["machine"]["cores"] >= 1
+    text = backbones.format_table(record)
+    assert "62,006" in text and "60,000" in text and "vs lenet5" in text
+
+
+def test_measure_throughput_refuses_no_timed_pass():
+    with pytest.raises(gluonres.GluonresError, match="repeats"):
+        backbones.measure_throughput(gluonres.get_model("lenet5"), (1, 3, 32, 32), repeats=0)
+
+
+def test_cli_backbones_json_without_timing():
+    proc = subprocess.run([sys.executable, "-m", "gluonres", "backbones", "lenet5", "densenet121",
+                           "--no-throughput", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [(m["model"], m["params"]) for m in record["models"]] == [
+        ("lenet5", 62_006), ("densenet121", 7_978_856)]
+    assert "throughput" not in record["models"][0] and record["baseline"] is None
