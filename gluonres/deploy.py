@@ -4,6 +4,7 @@ import shutil
 import tempfile
 
 import mxnet as mx
+from mxnet.gluon.parameter import DeferredInitializationError
 
 from .analysis import default_input_shape
 from .errors import GluonresError
@@ -33,6 +34,8 @@ def export(net, out_dir, name, input_shape=None):
     input_shape = tuple(input_shape or default_input_shape(net))
     try:
         next(iter(net.collect_params().values())).data()
+    except DeferredInitializationError:
+        pass  # initialised; the forward pass below infers the deferred shapes
     except RuntimeError:
         raise GluonresError("the network has no weights yet; call net.initialize() or load "
                             "weights before exporting") from None

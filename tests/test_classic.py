@@ -13,6 +13,7 @@ import pytest
 from mxnet import autograd
 
 import gluonres
+from gluonres import deploy, io
 from gluonres.analysis import trainable_params
 from gluonres.blocks import ConvFactory
 from gluonres.experiments import backbones
@@ -204,3 +205,29 @@ def test_cli_backbones_json_without_timing():
     assert [(m["model"], m["params"]) for m in record["models"]] == [
         ("lenet5", 62_006), ("densenet121", 7_978_856)]
     assert "throughput" not in record["models"][0] and record["baseline"] is None
+
+
+def test_export_initialised_gluoncv_wrapper(tmp_path):
+    """GluonCV's layers are still deferred after initialize(): export must accept that."""
+    mx.random.seed(0)
+    net = gluonres.get_model("densenet121")
+    net.initialize(mx.init.Xavier())
+    paths = deploy.export(net, str(tmp_path), "densenet121")
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 224, 224))
+    reloaded = mx.gluon.SymbolBlock.imports(paths["symbol"], ["data"], paths["params"])
+    np.testing.assert_allclose(reloaded(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_weights_round_trip_into_a_fresh_gluoncv_wrapper(tmp_path):
+    """A fresh wrapper still has deferred shapes; load_weights fills them from the file."""
+    mx.random.seed(0)
+    net = gluonres.get_model("densenet121", classes=10)
+    net.initialize(mx.init.Xavier())
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 224, 224))
+    expected = net(x).asnumpy()
+    io.save_weights(net, str(tmp_path / "d.params"), meta={"model": "densenet121"})
+    fresh = gluonres.get_model("densenet121", classes=10)
+    io.load_weights(fresh, str(tmp_path / "d.params"))
+    np.testing.assert_array_equal(fresh(x).asnumpy(), expected)
+    with pytest.raises(gluonres.errors.WeightsMismatchError, match="head_dense_weight"):
+        io.load_weights(gluonres.get_model("densenet121"), str(tmp_path / "d.params"))
