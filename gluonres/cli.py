@@ -143,7 +143,9 @@ def build_parser():
     p = sub.add_parser("summary", parents=[common],
                        help="per-stage shapes, parameters and multiply-adds")
     _add_model_options(p)
-    p.add_argument("--size", type=int, help="input height/width (default: 32 CIFAR, 224 ImageNet)")
+    p.add_argument("--size", type=int,
+                   help="input height/width (default: the model's own, e.g. 32 CIFAR, 224 "
+                        "ImageNet, 299 Inception-v3)")
     p.set_defaults(run=cmd_summary)
 
     p = sub.add_parser("backbones", parents=[common],

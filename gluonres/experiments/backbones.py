@@ -34,7 +34,7 @@ class Published:
     """
 
     params: int
-    gmacs: float
+    gmacs: float | None
     source: str
 
 
@@ -194,7 +194,7 @@ def format_table(record):
     """The record of :func:`backbone_table` as a fixed-width text table."""
     timed = record["settings"]["throughput"]
     head = (f"{'model':<16}{'input':>12}{'output':>8}{'params':>14}{'published':>14}"
-            f"{'GMACs':>8}{'published':>10}")
+            f"{'GMACs':>11}{'published':>10}")
     if timed:
         head += f"{'img/s':>9}{'vs ' + str(record['baseline']):>13}"
     lines = [head]
@@ -203,7 +203,7 @@ def format_table(record):
         line = (f"{r['model']:<16}{'x'.join(map(str, r['input_shape'][1:])):>12}"
                 f"{r['output_shape'][-1]:>8}{r['params']:>14,}"
                 f"{'' if not pub else format(pub['params'], ','):>14}"
-                f"{r['macs'] / 1e9:>8.4g}"
+                f"{r['macs'] / 1e9:>11.4g}"
                 f"{'' if pub.get('gmacs') is None else format(pub['gmacs'], '.2f'):>10}")
         if timed:
             rel = r.get("speed_vs_baseline")
