@@ -228,8 +228,8 @@ def compare(folder, test_root, batch_size=64, repeats=7, progress=True):
     fused.hybridize(static_alloc=True, static_shape=True)
     nets = {"fp32": fp32.net, "fp32_fused": fused, "int8": int8.net}
 
-    folder_ds = data.image_folder(test_root, "test")
-    test = mx.gluon.data.SimpleDataset([folder_ds[i] for i in range(len(folder_ds))])  # decode once
+    on_disk = data.image_folder(test_root, "test")
+    test = mx.gluon.data.SimpleDataset([on_disk[i] for i in range(len(on_disk))])  # decode once
     record = {"test_data": os.path.join(data.resolve_root(test_root), "test"),
               "test_images": len(test)}
     for name, net in nets.items():

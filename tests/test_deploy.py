@@ -209,6 +209,20 @@ def test_grayscale_and_rgba_images_are_converted_to_rgb(small_export, images):
     assert len(out) == 2 and out[0]["top_k"][0]["probability"] > 0
 
 
+def test_imagenet_size_images_are_resized_and_cropped():
+    spec = deploy.image_spec(224)
+    assert spec["resize"]["shorter_side"] == 256 and deploy.image_spec(32)["resize"] is None
+    image = mx.nd.array(np.random.RandomState(0).randint(0, 256, (200, 300, 3)), dtype="uint8")
+    assert runtime.fit_image(image, spec).shape == (224, 224, 3)
+
+
+def test_class_names_fall_back_to_indices():
+    net = gluonres.get_model("resnet20_cifar", classes=100)
+    assert deploy.default_classes(net) == [str(i) for i in range(100)]
+    assert deploy.default_classes(net, {"classes": ["a"] * 3}) == [str(i) for i in range(100)]
+    assert deploy.default_classes(gluonres.get_model("resnet18"))[999] == "999"
+
+
 def test_docs_plain_mxnet_snippet(small_export, images):
     """The few lines of plain MXNet in docs/deployment.md give gluonres predict's answer."""
     text = open(os.path.join(ROOT, "docs", "deployment.md")).read()
