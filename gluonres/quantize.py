@@ -258,7 +258,7 @@ def report_table(record):
     drop_ok = r["accuracy_drop_points"] <= MAX_DROP_POINTS
     speed_ok = r["int8_vs_fp32"] >= MIN_SPEEDUP
     lines = [
-        f"| {r['model']} | FP32 hybridized | FP32 oneDNN-fused | INT8 oneDNN |",
+        f"| {r['model']} | FP32 hybridized | FP32 oneDNN-fused | INT8 (oneDNN) |",
         "| --- | ---: | ---: | ---: |",
         f"| test accuracy (JPEG CIFAR-10, {r['test_images']:,} images) | {pct('fp32_accuracy')} "
         f"| {pct('fp32_fused_accuracy')} | {pct('int8_accuracy')} |",
@@ -278,8 +278,9 @@ def report_table(record):
         "CIFAR-10 lose about 10 points on it (ResNet-20 reference weights: 81.03% here, "
         "91.7% on the lossless test set); compare with paper numbers only with that caveat.",
         f"- Weights: {r.get('weights')}. Machine: {m['cpu']}, {m['cores']} cores, "
-        f"OMP_NUM_THREADS={m['omp_num_threads']}, mxnet {m['mxnet']}; throughput measured "
-        "side by side in one run, warm-up excluded.",
+        f"OMP_NUM_THREADS={m['omp_num_threads']}, load average {m['load_average_1min']:.1f} "
+        f"at the end, mxnet {m['mxnet']}; throughput measured side by side in one run "
+        "(round robin), warm-up excluded.",
         f"- Command: `{r['command']}`",
     ]
     return "\n".join(lines)
@@ -331,4 +332,5 @@ def machine():
         pass
     return {"cpu": model, "cores": len(os.sched_getaffinity(0)),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_1min": os.getloadavg()[0],  # other work on a shared machine
             "mxnet": mx.__version__, "python": platform.python_version()}

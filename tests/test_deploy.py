@@ -91,6 +91,20 @@ def images(tmp_path_factory):
             "rgb_array": rgb[..., :3]}
 
 
+@pytest.fixture
+def cli(capfd):
+    """``gluonres ARGS`` in this process (bad-input cases need no fresh one; it is faster),
+    returning what a subprocess would: exit code, stdout, stderr."""
+    from gluonres.cli import main
+
+    def invoke(*args):
+        capfd.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return invoke
+
+
 def snapshot(folder):
     return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
 
@@ -318,7 +332,7 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
 
 
 # --------------------------------------------------------------------------- bad input
-def test_weights_of_another_model_keep_an_earlier_export(small_export, tmp_path):
+def test_weights_of_another_model_keep_an_earlier_export(small_export, tmp_path, cli):
     folder = str(tmp_path / "e")
     shutil.copytree(small_export, folder)
     before = snapshot(folder)
@@ -326,8 +340,7 @@ def test_weights_of_another_model_keep_an_earlier_export(small_export, tmp_path)
     weights = tmp_path / "r32.params"
     io.save_weights(other, str(weights), meta={"model": "resnet32_cifar",
                                                "preprocess": REFERENCE.to_dict()})
-    proc = run("export", "resnet20_cifar", "--weights", str(weights), "--out", folder,
-               check=False)
+    proc = cli("export", "resnet20_cifar", "--weights", weights, "--out", folder)
     _assert_clean_error(proc, "resnet32_cifar", "stage1_unit4_conv1_weight")
     assert snapshot(folder) == before
 
@@ -346,19 +359,34 @@ def test_failure_midway_keeps_an_earlier_export(small_export, tmp_path, monkeypa
     assert snapshot(folder) == before  # no new symbol/params, no staging folder
 
 
-def test_truncated_exported_params(small_export, tmp_path, images):
+def test_truncated_exported_params(small_export, tmp_path, images, cli):
     folder = str(tmp_path / "e")
     shutil.copytree(small_export, folder)
     params = os.path.join(folder, "resnet20_cifar-0000.params")
     with open(params, "r+b") as f:
         f.truncate(5000)
-    _assert_clean_error(run("predict", folder, images["rgb"], check=False),
+    _assert_clean_error(cli("predict", folder, images["rgb"]),
                         "resnet20_cifar-0000.params", "does not match the sha256",
                         "re-export")
     assert os.path.getsize(params) == 5000
 
 
-def test_manifest_sha256_mismatch(small_export, tmp_path, images):
+def test_truncated_params_with_a_matching_manifest(small_export, tmp_path, images, cli):
+    """Even a manifest rewritten to match a truncated file gives a clean error."""
+    folder = str(tmp_path / "e")
+    shutil.copytree(small_export, folder)
+    params = os.path.join(folder, "resnet20_cifar-0000.params")
+    with open(params, "r+b") as f:
+        f.truncate(5000)
+    path = os.path.join(folder, runtime.MANIFEST)
+    m = json.load(open(path))
+    m["sha256"]["resnet20_cifar-0000.params"] = runtime.sha256_of(params)
+    json.dump(m, open(path, "w"))
+    _assert_clean_error(cli("predict", folder, images["rgb"]),
+                        "cannot load", "resnet20_cifar-0000.params", "re-export")
+
+
+def test_manifest_sha256_mismatch(small_export, tmp_path, images, cli):
     folder = str(tmp_path / "e")
     shutil.copytree(small_export, folder)
     path = os.path.join(folder, runtime.MANIFEST)
@@ -366,7 +394,7 @@ def test_manifest_sha256_mismatch(small_export, tmp_path, images):
     m["sha256"]["resnet20_cifar-symbol.json"] = "0" * 64
     json.dump(m, open(path, "w"))
     before = snapshot(folder)
-    _assert_clean_error(run("predict", folder, images["rgb"], check=False),
+    _assert_clean_error(cli("predict", folder, images["rgb"]),
                         "resnet20_cifar-symbol.json", "does not match the sha256")
     assert snapshot(folder) == before
 
@@ -376,29 +404,29 @@ def test_manifest_sha256_mismatch(small_export, tmp_path, images):
     ("not_an_image", ["not a readable image"]),
     ("missing", ["does not exist"]),
 ])
-def test_bad_images(small_export, images, tmp_path, case, fragments):
+def test_bad_images(small_export, images, tmp_path, case, fragments, cli):
     paths = {"big": images["big"], "missing": str(tmp_path / "nothing.png")}
     if case == "not_an_image":
         paths[case] = str(tmp_path / "notes.png")
         open(paths[case], "w").write("not an image")
-    _assert_clean_error(run("predict", small_export, paths[case], check=False), *fragments)
+    _assert_clean_error(cli("predict", small_export, paths[case]), *fragments)
 
 
-def test_bad_export_folders(small_export, tmp_path, images):
-    _assert_clean_error(run("predict", str(tmp_path), images["rgb"], check=False),
+def test_bad_export_folders(small_export, tmp_path, images, cli):
+    _assert_clean_error(cli("predict", str(tmp_path), images["rgb"]),
                         "holds no manifest.json")
-    _assert_clean_error(run("predict", small_export, images["rgb"], "--int8", check=False),
+    _assert_clean_error(cli("predict", small_export, images["rgb"], "--int8"),
                         "holds no int8 graph", "--int8")
     untrained = str(tmp_path / "untrained")
-    run("export", "resnet20_cifar", "--out", untrained)
-    _assert_clean_error(run("predict", untrained, images["rgb"], check=False),
+    assert cli("export", "resnet20_cifar", "--out", untrained).returncode == 0
+    _assert_clean_error(cli("predict", untrained, images["rgb"]),
                         "records no input normalisation", "--weights")
 
 
-def test_int8_needs_calibration_data(tmp_path):
-    _assert_clean_error(run("export", "resnet20_cifar", "--out", str(tmp_path / "e"), "--int8",
-                            check=False), "--int8 needs --calib-data")
-    _assert_clean_error(run("export", "resnet20_cifar", "--out", str(tmp_path / "e"), "--int8",
+def test_int8_needs_calibration_data(tmp_path, cli):
+    _assert_clean_error(cli("export", "resnet20_cifar", "--out", tmp_path / "e", "--int8"),
+                        "--int8 needs --calib-data")
+    _assert_clean_error(cli("export", "resnet20_cifar", "--out", str(tmp_path / "e"), "--int8",
                             "--calib-data", str(tmp_path / "nowhere"), "--mean", "0", "0",
-                            "0", check=False), "does not exist")
+                            "0"), "does not exist")
     assert not (tmp_path / "e").exists()
