@@ -115,10 +115,8 @@ def _calibration(args, root, net):
     from gluonres import deploy, quantize
 
     log(f"picking {args.calib_images} calibration images from {root} (seed {args.calib_seed})")
-    calibration = quantize.calibration_images(root, args.calib_images, args.calib_seed,
-                                              deploy.image_spec(net.input_size))
-    calibration.mode = args.calib_mode
-    return calibration
+    return quantize.calibration_images(root, args.calib_images, args.calib_seed,
+                                       deploy.image_spec(net.input_size), args.calib_mode)
 
 
 def cmd_export(args):
@@ -163,6 +161,8 @@ def cmd_int8_bench(args):
     from gluonres import data, deploy, quantize
 
     root = data.resolve_root(args.data)
+    if args.docs:
+        quantize.docs_table_slot(args.docs, args.model)  # fail before minutes of work
     net, meta, source = _load_for_export(args)
     preprocess = _preprocess(args, meta)
     calibration = _calibration(args, root, net)

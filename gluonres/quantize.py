@@ -74,7 +74,8 @@ class Calibration:
                 "excluded": ["first convolution"] if self.exclude_first_conv else []}
 
 
-def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None):
+def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None,
+                       mode=CALIB_MODE):
     """A seeded random choice of ``count`` training images from an image folder.
 
     Parameters
@@ -87,6 +88,8 @@ def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None):
     spec : dict, optional
         The manifest's ``image`` (size and resize rule); images are fitted with
         :func:`gluonres.runtime.fit_image` exactly as ``predict`` fits them.
+    mode : {'naive', 'entropy'}
+        Calibration mode (see :class:`Calibration`).
 
     Returns
     -------
@@ -111,7 +114,7 @@ def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None):
                       .asnumpy())
     source = {"data": root, "split": split or ".", "seed": seed,
               "selection": "uniform random without replacement"}
-    return Calibration(np.stack(images), source)
+    return Calibration(np.stack(images), source, mode=mode)
 
 
 def quantize(sym, arg_params, aux_params, calib_inputs, calibration):
@@ -300,25 +303,44 @@ def write_report(record, out_dir, docs=None):
     from ._atomic import write_text
 
     model = record["model"]
-    begin, end = f"<!-- int8-table: {model} -->", f"<!-- /int8-table: {model} -->"
     table = report_table(record)
-    text = None
     if docs:
-        with open(docs) as f:
-            text = f.read()
-        if begin not in text or end not in text:
-            raise GluonresError(f"{docs!r} has no {begin} ... {end} markers; add them where "
-                                "the table belongs, or leave out --docs")
+        head, tail = docs_table_slot(docs, model)  # before writing anything
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, f"int8-{model}.json"),
              "markdown": os.path.join(out_dir, f"int8-{model}.md")}
     write_text(paths["json"], json.dumps(record, indent=1) + "\n")
     write_text(paths["markdown"], table + "\n")
     if docs:
-        head, rest = text.split(begin, 1)
-        write_text(docs, head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+        write_text(docs, head + table + "\n" + tail)
         paths["docs"] = docs
     return paths
+
+
+def docs_table_slot(docs, model):
+    """The text of ``docs`` before and after its int8 table for ``model``.
+
+    The table sits between ``<!-- int8-table: MODEL -->`` and
+    ``<!-- /int8-table: MODEL -->`` lines; the returned head ends with the first marker
+    and the tail starts with the second.
+
+    Raises
+    ------
+    GluonresError
+        If the file is missing or lacks the markers.
+    """
+    begin, end = f"<!-- int8-table: {model} -->", f"<!-- /int8-table: {model} -->"
+    try:
+        with open(docs) as f:
+            text = f.read()
+    except OSError as err:
+        raise GluonresError(f"cannot read --docs {docs!r} ({err.strerror}); pass an existing "
+                            "markdown file or leave out --docs") from None
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        raise GluonresError(f"{docs!r} has no {begin} ... {end} markers; add them where the "
+                            "table belongs, or leave out --docs")
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n", end + rest.split(end, 1)[1]
 
 
 def machine():

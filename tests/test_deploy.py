@@ -331,6 +331,30 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
     assert any(n.get("attrs", {}).get("with_act") == "true" for n in fused)
 
 
+def test_int8_report_fills_its_docs_slot_only(tmp_path):
+    from gluonres import quantize
+    record = {"model": "m", "test_images": 10, "fp32_accuracy": 0.9, "fp32_fused_accuracy": 0.9,
+              "int8_accuracy": 0.8, "accuracy_drop_points": 10.0, "fp32_img_s": 100.0,
+              "fp32_fused_img_s": 150.0, "int8_img_s": 200.0, "int8_vs_fp32": 2.0,
+              "int8_vs_fp32_fused": 4 / 3, "batch": 64, "repeats": 3, "weights": "w",
+              "command": "gluonres int8-bench m",
+              "calibration": {"images": 8, "data": "d", "split": "train", "seed": 0,
+                              "selection": "uniform", "mode": "naive",
+                              "quantized_dtype": "auto", "excluded": []},
+              "machine": {"cpu": "c", "cores": 2, "omp_num_threads": "2",
+                          "load_average_1min": 0.5, "mxnet": "1.9.1"}}
+    docs = tmp_path / "d.md"
+    docs.write_text("intro\n<!-- int8-table: m -->\nold\n<!-- /int8-table: m -->\nend\n")
+    paths = quantize.write_report(record, str(tmp_path / "results"), docs=str(docs))
+    text = docs.read_text()
+    assert text.startswith("intro\n<!-- int8-table: m -->\n| m |") and "old" not in text
+    assert text.endswith("<!-- /int8-table: m -->\nend\n")
+    assert text.count("NOT met") == 2 and "2.00x" in text  # 10-point drop, 2x < 2.5x
+    assert json.load(open(paths["json"]))["int8_img_s"] == 200.0
+    with pytest.raises(GluonresError, match="no <!-- int8-table: other -->"):
+        quantize.docs_table_slot(str(docs), "other")
+
+
 # --------------------------------------------------------------------------- bad input
 def test_weights_of_another_model_keep_an_earlier_export(small_export, tmp_path, cli):
     folder = str(tmp_path / "e")
