@@ -25,6 +25,8 @@ MANIFEST = "manifest.json"
 FORMAT = "gluonres-export/1"
 #: Graphs an export may hold: the float32 graph and, with ``--int8``, a quantized one.
 VARIANTS = {"fp32": ("symbol", "params"), "int8": ("int8_symbol", "int8_params")}
+#: Manifest keys a reader relies on.
+REQUIRED = ("model", "input", "image", "preprocess", "classes", "files", "sha256")
 #: Batch size used when predicting many images.
 BATCH_SIZE = 64
 
@@ -74,6 +76,9 @@ def read_manifest(folder, verify=True):
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise CorruptFileError(f"{path!r} is not a {FORMAT} manifest (format {found!r}); "
                                "re-export the model with this version of gluonres")
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise CorruptFileError(f"{path!r} lacks {', '.join(missing)}; re-export the model")
     if verify:
         for fname, expected in manifest["sha256"].items():
             fpath = os.path.join(folder, fname)

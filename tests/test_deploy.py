@@ -173,14 +173,14 @@ def test_per_pixel_mean_travels_as_a_file(tmp_path):
                                   net(preprocess(batch)).asnumpy())
 
 
-def test_export_uses_weights_metadata(tmp_path):
+def test_export_uses_weights_metadata(tmp_path, cli):
     net = randomized("resnet20_cifar", seed=3)
     weights = tmp_path / "w.params"
     names = [f"c{i}" for i in range(10)]
     io.save_weights(net, str(weights), meta={"model": "resnet20_cifar", "classes": names,
                                              "preprocess": REFERENCE.to_dict()})
-    record = last_json(run("export", "resnet20_cifar", "--weights", str(weights), "--out",
-                           str(tmp_path / "e"), "--batch", "4", "--json"))
+    record = last_json(cli("export", "resnet20_cifar", "--weights", weights, "--out",
+                           tmp_path / "e", "--batch", 4, "--json"))
     assert set(record) == {"model", "symbol", "params", "manifest"}
     m = runtime.read_manifest(str(tmp_path / "e"))
     assert m["classes"] == names and m["input"]["shape"] == [4, 3, 32, 32]
@@ -439,6 +439,15 @@ def test_bad_images(small_export, images, tmp_path, case, fragments, cli):
 def test_bad_export_folders(small_export, tmp_path, images, cli):
     _assert_clean_error(cli("predict", str(tmp_path), images["rgb"]),
                         "holds no manifest.json")
+    broken = str(tmp_path / "broken")
+    shutil.copytree(small_export, broken)
+    manifest = os.path.join(broken, runtime.MANIFEST)
+    m = json.load(open(manifest))
+    del m["sha256"]
+    json.dump(m, open(manifest, "w"))
+    _assert_clean_error(cli("predict", broken, images["rgb"]), "lacks sha256", "re-export")
+    open(manifest, "w").write("{not json")
+    _assert_clean_error(cli("predict", broken, images["rgb"]), "not readable JSON")
     _assert_clean_error(cli("predict", small_export, images["rgb"], "--int8"),
                         "holds no int8 graph", "--int8")
     untrained = str(tmp_path / "untrained")
