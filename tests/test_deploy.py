@@ -322,6 +322,7 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
     rewritten = quantize.onednn_symbol(sym)
     ops = lambda s: [n["op"] for n in json.loads(s.tojson())["nodes"]]  # noqa: E731
     assert "relu" not in ops(rewritten)
+    assert ops(quantize.onednn_symbol(mx.sym.relu(mx.sym.var("x")))) == ["null", "Activation"]
     assert ops(rewritten).count("Activation") == 19  # stem + 2 per unit, whichever op was used
     x = mx.nd.random.normal(shape=(2, 3, 32, 32))
     outs = [mx.gluon.SymbolBlock(s, [mx.sym.var("data")], params=net.collect_params())(x)
