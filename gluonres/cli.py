@@ -49,22 +49,30 @@ def cmd_summary(args):
     emit(args, record, f"{args.model}  input {s.input_shape}\n{s}")
 
 
+def _preprocess(args, meta, required=True):
+    """--mean/--std if given, else the weights' recorded normalisation."""
+    from gluonres import io
+    from gluonres.errors import GluonresError
+    from gluonres.preprocess import Preprocess
+
+    if args.mean is not None or args.std is not None:
+        return Preprocess(mean=args.mean, std=args.std)
+    preprocess = io.preprocess_of(meta)
+    if preprocess is None and required:
+        raise GluonresError(f"{args.weights!r} does not record its input normalisation; pass "
+                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
+    return preprocess
+
+
 def cmd_evaluate(args):
     import mxnet as mx
 
     import gluonres
     from gluonres import data, evaluation, io
-    from gluonres.preprocess import Preprocess
 
     net = gluonres.get_model(args.model, **_model_kwargs(args))
     meta = io.load_weights(net, args.weights)
-    preprocess = io.preprocess_of(meta)
-    if args.mean is not None or args.std is not None:
-        preprocess = Preprocess(mean=args.mean, std=args.std)
-    if preprocess is None:
-        from gluonres.errors import GluonresError
-        raise GluonresError(f"{args.weights!r} does not record its input normalisation; pass "
-                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
+    preprocess = _preprocess(args, meta)
     dataset = data.image_folder(args.data, "test")
     net.hybridize(static_alloc=True, static_shape=True)
     result = evaluation.evaluate(net, dataset, preprocess, class_names=dataset.synsets,
@@ -83,24 +91,94 @@ def cmd_evaluate(args):
     emit(args, record, "\n".join(lines))
 
 
-def cmd_export(args):
+def _load_for_export(args):
+    """The model with --weights loaded (or freshly initialised), its metadata, provenance."""
     import mxnet as mx
 
     import gluonres
-    from gluonres import deploy, io
+    from gluonres import io
+    from gluonres.runtime import sha256_of
 
     net = gluonres.get_model(args.model, **_model_kwargs(args))
-    if args.weights:
-        io.load_weights(net, args.weights)
-    else:
+    if not args.weights:
         log(f"no --weights given: exporting {args.model} with fresh He-initialised weights "
-            f"(seed {args.seed})")
+            f"(seed {args.seed}); the manifest records no preprocessing")
         mx.random.seed(args.seed)
         net.initialize(mx.init.MSRAPrelu(slope=0))
+        return net, {}, {"weights": None, "init": f"He (MSRA) normal, seed {args.seed}"}
+    meta = io.load_weights(net, args.weights)
+    return net, meta, {"weights": os.path.abspath(args.weights),
+                       "weights_sha256": sha256_of(args.weights)}
+
+
+def _calibration(args, root, net):
+    from gluonres import deploy, quantize
+
+    log(f"picking {args.calib_images} calibration images from {root} (seed {args.calib_seed})")
+    return quantize.calibration_images(root, args.calib_images, args.calib_seed,
+                                       deploy.image_spec(net.input_size), args.calib_mode)
+
+
+def cmd_export(args):
+    from gluonres import data, deploy
+    from gluonres.errors import GluonresError
+
+    calib_root = None
+    if args.int8:
+        if not args.calib_data:
+            raise GluonresError("--int8 needs --calib-data DIR, an image folder (with a train/ "
+                                "split) to calibrate the int8 ranges on")
+        calib_root = data.resolve_root(args.calib_data)  # a bad path fails before any work
+    net, meta, source = _load_for_export(args)
+    preprocess = _preprocess(args, meta, required=bool(args.weights))
+    calibration = _calibration(args, calib_root, net) if args.int8 else None
     shape = (args.batch, 3, net.input_size, net.input_size)
-    paths = deploy.export(net, args.out, args.model, shape)
+    paths = deploy.export(net, args.out, args.model, shape, preprocess=preprocess,
+                          classes=deploy.default_classes(net, meta), onnx=args.onnx,
+                          calibration=calibration, source=source)
     emit(args, {"model": args.model, **paths},
-         "\n".join(f"{k:<7} {v}" for k, v in paths.items()))
+         "\n".join(f"{k:<12} {v}" for k, v in paths.items()))
+
+
+def cmd_predict(args):
+    # the runtime only: an export runs without gluonres's model code
+    from gluonres import runtime
+
+    exported = runtime.load_exported(args.folder, "int8" if args.int8 else "fp32")
+    predictions = exported.predict(args.images, top_k=args.top_k)
+    record = {"folder": args.folder, "model": exported.manifest["model"],
+              "variant": exported.variant, "predictions": predictions}
+    lines = []
+    for p in predictions:
+        best = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in p["top_k"])
+        lines.append(f"{p['image']}: {best}")
+    emit(args, record, "\n".join(lines))
+
+
+def cmd_int8_bench(args):
+    import tempfile
+
+    from gluonres import data, deploy, quantize
+
+    root = data.resolve_root(args.data)
+    if args.docs:
+        quantize.docs_table_slot(args.docs, args.model)  # fail before minutes of work
+    net, meta, source = _load_for_export(args)
+    preprocess = _preprocess(args, meta)
+    calibration = _calibration(args, root, net)
+    with tempfile.TemporaryDirectory(prefix="gluonres-int8-") as tmp:
+        folder = args.export_dir or tmp
+        log(f"exporting the FP32 and INT8 graphs to {folder}")
+        deploy.export(net, folder, args.model, preprocess=preprocess,
+                      classes=deploy.default_classes(net, meta), calibration=calibration,
+                      source=source)
+        log(f"measuring accuracy on {args.data} and throughput at batch {args.batch}")
+        record = quantize.compare(folder, root, batch_size=args.batch,
+                                  repeats=args.repeats, progress=not args.json)
+    record = {"model": args.model, **source, **record,
+              "command": "gluonres " + " ".join(args.argv)}
+    record["written"] = quantize.write_report(record, args.out, docs=args.docs)
+    emit(args, record, quantize.report_table(record))
 
 
 def cmd_backbones(args):
@@ -127,6 +205,24 @@ def _add_model_options(p):
     p.add_argument("--classes", type=int, help="output classes (default: the model's)")
     p.add_argument("--shortcut", choices=["A", "B", "C"],
                    help="shortcut option (default: the family's)")
+
+
+def _add_normalisation_options(p):
+    p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="override the per-channel mean (pixels in [0, 1])")
+    p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="override the per-channel std")
+
+
+def _add_calibration_options(p):
+    from gluonres.quantize import CALIB_IMAGES, CALIB_MODE, CALIB_SEED
+
+    p.add_argument("--calib-images", type=int, default=CALIB_IMAGES,
+                   help=f"calibration images, picked at random (default {CALIB_IMAGES})")
+    p.add_argument("--calib-seed", type=int, default=CALIB_SEED,
+                   help=f"seed of that pick (default {CALIB_SEED})")
+    p.add_argument("--calib-mode", choices=["naive", "entropy"], default=CALIB_MODE,
+                   help="int8 ranges from min/max (naive) or minimal KL divergence (entropy)")
 
 
 def build_parser():
@@ -165,28 +261,59 @@ def build_parser():
                    help="gluonres .params, exported NAME-0000.params or reference .npz")
     p.add_argument("--data", required=True,
                    help="image-folder root with a test/ split (or its .tar.gz)")
-    p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
-                   help="override the per-channel mean (pixels in [0, 1])")
-    p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
-                   help="override the per-channel std")
+    _add_normalisation_options(p)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", help="folder for confusion.png")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("export", parents=[common], help="export symbol/params for deployment")
+    p = sub.add_parser("export", parents=[common],
+                       help="export symbol/params + manifest (and ONNX, INT8) for deployment")
     _add_model_options(p)
     p.add_argument("--weights", help="weights to export (default: fresh initialisation)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch", type=int, default=1, help="batch size of the traced graph")
     p.add_argument("--seed", type=int, default=0, help="seed for fresh weights")
+    _add_normalisation_options(p)
+    p.add_argument("--onnx", action="store_true", help="also write NAME.onnx (dynamic batch)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write a oneDNN INT8 graph, calibrated on --calib-data")
+    p.add_argument("--calib-data",
+                   help="image folder (or .tar.gz) whose train/ split calibrates --int8")
+    _add_calibration_options(p)
     p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("predict", parents=[common],
+                       help="classify images with an exported folder only (no model code)")
+    p.add_argument("folder", help="folder written by `gluonres export`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--top-k", type=int, default=5, help="classes to show per image")
+    p.add_argument("--int8", action="store_true", help="run the INT8 graph (export --int8)")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("int8-bench", parents=[common],
+                       help="FP32 vs INT8: test accuracy and throughput, side by side")
+    _add_model_options(p)
+    p.add_argument("--weights", required=True, help="trained weights")
+    p.add_argument("--data", required=True,
+                   help="image-folder root with train/ (calibration) and test/ splits")
+    _add_normalisation_options(p)
+    _add_calibration_options(p)
+    p.add_argument("--batch", type=int, default=64, help="throughput batch size")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed repeats per graph; the median is reported")
+    p.add_argument("--out", default="results", help="folder for int8-MODEL.json and .md")
+    p.add_argument("--docs", help="markdown file whose int8 table to update in place")
+    p.add_argument("--export-dir", help="keep the export here (default: a temporary folder)")
+    p.set_defaults(run=cmd_int8_bench)
     return parser
 
 
 def main(argv=None):
     from gluonres.errors import GluonresError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.run(args)
     except GluonresError as err:

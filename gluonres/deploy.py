@@ -1,37 +1,77 @@
-"""Export a network as a static graph (``NAME-symbol.json`` + ``NAME-0000.params``)."""
+"""Export a network for deployment: symbol/params, manifest, and optionally ONNX and INT8.
+
+An export folder holds::
+
+    NAME-symbol.json, NAME-0000.params     the float32 graph (input ``data``, NCHW)
+    manifest.json                          input, preprocessing, classes, versions, sha256
+    mean.npy                               per-pixel mean, when the preprocessing has one
+    NAME.onnx                              with ``onnx=True``: dynamic batch dimension
+    NAME-int8-symbol.json, -0000.params    with ``calibration``: oneDNN int8 graph
+
+Everything is written into a hidden staging folder first and moved into place only when
+all of it succeeded, the manifest last: a failed export leaves an earlier one untouched.
+:mod:`gluonres.runtime` reads the folder back without any model code.
+"""
+import datetime
+import json
 import os
 import shutil
 import tempfile
 
 import mxnet as mx
+import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
+from . import runtime
 from .analysis import default_input_shape
 from .errors import GluonresError
 
+#: CIFAR-10 class names in label order (the image-folder order of the shared data).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+#: ImageNet-size inputs: resize the shorter side to size / 0.875 (256 for 224), crop.
+CROP_FRACTION = 0.875
 
-def export(net, out_dir, name, input_shape=None):
-    """Hybridize, trace and export ``net`` into ``out_dir``, atomically per file.
 
-    The caller need not hybridize or run a forward pass first: both happen here.
+def image_spec(size):
+    """How an image file becomes a ``size`` x ``size`` RGB array (the manifest's ``image``).
 
-    Parameters
-    ----------
-    net : mxnet.gluon.HybridBlock
-        An initialised network.
-    out_dir : str
-        Created if missing.
-    name : str
-        File prefix: ``NAME-symbol.json`` and ``NAME-0000.params``.
-    input_shape : tuple, optional
-        Trace shape; defaults to batch 1 at the model's native size.
-
-    Returns
-    -------
-    dict
-        ``symbol`` and ``params`` paths.
+    CIFAR-size models (32 pixels) take images of exactly that size: shrinking a photo to
+    32x32 silently would give confident nonsense. Larger models resize the shorter side
+    and crop the centre, the usual ImageNet evaluation.
     """
-    input_shape = tuple(input_shape or default_input_shape(net))
+    resize = None if size <= 32 else {"shorter_side": int(round(size / CROP_FRACTION)),
+                                       "center_crop": True}
+    return {"color": "RGB", "size": [size, size], "resize": resize,
+            "conversion": "grayscale replicated to 3 channels, alpha dropped"}
+
+
+def default_classes(net, meta=None):
+    """Class names: from weights metadata, else CIFAR-10's for 10-class CIFAR models,
+    else the indices as strings."""
+    n = getattr(net, "classes", None)
+    names = (meta or {}).get("classes")
+    if names and (n is None or len(names) == n):
+        return list(names)
+    if n == 10 and getattr(net, "input_size", None) == 32:
+        return list(CIFAR10_CLASSES)
+    return [str(i) for i in range(n or 0)]
+
+
+def _preprocess_spec(preprocess, mean_file):
+    if preprocess is None:
+        return None
+    spec = {"formula": "x = (pixels * scale - mean) / std, per channel, then HWC -> NCHW",
+            "scale": 1 / 255, "mean": None, "mean_image": None,
+            "std": list(preprocess.std) if preprocess.std is not None else None}
+    if preprocess.mean_image is not None:  # replaces the per-channel mean
+        spec["mean_image"] = mean_file
+    elif preprocess.mean is not None:
+        spec["mean"] = list(preprocess.mean)
+    return spec
+
+
+def _trace(net, input_shape):
     try:
         next(iter(net.collect_params().values())).data()
     except DeferredInitializationError:
@@ -41,15 +81,152 @@ def export(net, out_dir, name, input_shape=None):
                             "weights before exporting") from None
     if not net._active:  # export needs the cached graph of a hybridized forward pass
         net.hybridize()
-    net(mx.nd.zeros(input_shape))
+    return net(mx.nd.zeros(input_shape))
+
+
+def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=None,
+           onnx=False, calibration=None, source=None):
+    """Hybridize, trace and export ``net`` with its manifest, all-or-nothing.
+
+    The caller need not hybridize or run a forward pass first: both happen here.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+        An initialised network.
+    out_dir : str
+        Created if missing; files of an earlier export are replaced only on success.
+    name : str, optional
+        File prefix; defaults to ``net.model_name``.
+    input_shape : tuple, optional
+        Trace shape ``(N, 3, H, W)``; defaults to batch 1 at the model's native size.
+        The graphs run at any batch size; the manifest records this one.
+    preprocess : gluonres.preprocess.Preprocess, optional
+        Written into the manifest (not into the graph). ``None`` records no
+        preprocessing, and ``gluonres predict`` refuses the export.
+    classes : list of str, optional
+        Defaults to :func:`default_classes`.
+    onnx : bool, default False
+        Also write ``NAME.onnx`` (needs the ``onnx`` package).
+    calibration : gluonres.quantize.Calibration, optional
+        Also write the oneDNN INT8 graph, calibrated on these images (needs
+        ``preprocess``).
+    source : dict, optional
+        Provenance recorded in the manifest (weights path and sha256 ...).
+
+    Returns
+    -------
+    dict
+        Paths written: ``symbol``, ``params``, ``manifest`` and, when asked, ``onnx``,
+        ``int8_symbol``, ``int8_params``, ``mean_image``.
+    """
+    name = name or getattr(net, "model_name", None) or "model"
+    input_shape = tuple(input_shape or default_input_shape(net))
+    if calibration is not None and preprocess is None:
+        raise GluonresError("INT8 calibration needs the input normalisation; export trained "
+                            "weights that record it, or pass --mean and --std")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise GluonresError(f"--out {out_dir!r} is a file; pass a folder")
+    output = _trace(net, input_shape)
     os.makedirs(out_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export.", dir=out_dir)
     try:
-        net.export(os.path.join(staging, name), epoch=0)
+        files = _write_all(net, staging, name, input_shape, preprocess, onnx, calibration)
+        manifest = {
+            "format": runtime.FORMAT,
+            "model": getattr(net, "model_name", None) or name,
+            "input": {"name": "data", "shape": list(input_shape), "layout": "NCHW",
+                      "dtype": "float32"},
+            "output": {"shape": list(output.shape), "kind": "logits",
+                       "note": "no softmax in the graph; apply it for probabilities"},
+            "image": image_spec(input_shape[2]),
+            "preprocess": _preprocess_spec(preprocess, files.get("mean_image")),
+            "classes": list(classes) if classes is not None else default_classes(net),
+            "files": files,
+            "sha256": {f: runtime.sha256_of(os.path.join(staging, f))
+                       for f in files.values()},
+            "versions": _versions(onnx),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if calibration is not None:
+            manifest["int8"] = {"backend": "oneDNN (MKLDNN) via mxnet.contrib.quantization",
+                                "calibration": calibration.describe()}
+        if source:
+            manifest["source"] = source
+        with open(os.path.join(staging, runtime.MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=2)
         paths = {}
-        for key, fname in (("symbol", f"{name}-symbol.json"), ("params", f"{name}-0000.params")):
+        for key, fname in [*files.items(), ("manifest", runtime.MANIFEST)]:  # manifest last
+            with open(os.path.join(staging, fname), "rb") as f:
+                os.fsync(f.fileno())
             paths[key] = os.path.join(out_dir, fname)
             os.replace(os.path.join(staging, fname), paths[key])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return paths
+
+
+def _write_all(net, staging, name, input_shape, preprocess, onnx, calibration):
+    """Write every file into ``staging``; returns ``{role: file name}``."""
+    prefix = os.path.join(staging, name)
+    net.export(prefix, epoch=0)
+    files = {"symbol": f"{name}-symbol.json", "params": f"{name}-0000.params"}
+    if preprocess is not None and preprocess.mean_image is not None:
+        files["mean_image"] = "mean.npy"
+        np.save(os.path.join(staging, files["mean_image"]),
+                np.asarray(preprocess.mean_image, np.float32), allow_pickle=False)
+    if onnx:
+        files["onnx"] = f"{name}.onnx"
+        export_onnx(prefix + "-symbol.json", prefix + "-0000.params",
+                    os.path.join(staging, files["onnx"]), input_shape)
+    if calibration is not None:
+        from .quantize import quantize
+
+        sym, args, auxs = mx.model.load_checkpoint(prefix, 0)
+        calib = preprocess(mx.nd.array(calibration.images, dtype="uint8"))
+        qsym, qargs, qauxs = quantize(sym, args, auxs, calib, calibration)
+        files["int8_symbol"] = f"{name}-int8-symbol.json"
+        files["int8_params"] = f"{name}-int8-0000.params"
+        qsym.save(os.path.join(staging, files["int8_symbol"]))
+        mx.nd.save(os.path.join(staging, files["int8_params"]),
+                   {**{f"arg:{k}": v for k, v in qargs.items()},
+                    **{f"aux:{k}": v for k, v in qauxs.items()}})
+    return files
+
+
+def export_onnx(symbol_file, params_file, onnx_file, input_shape):
+    """Convert an exported graph to ONNX with a dynamic batch dimension.
+
+    ``mx.onnx`` lists every weight as a graph input as well as an initializer, which
+    makes onnxruntime warn ("initializer appears in graph inputs") and skip constant
+    folding; those inputs are removed, leaving ``data`` as the only input.
+
+    Raises
+    ------
+    GluonresError
+        If the ``onnx`` package is not installed.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise GluonresError("--onnx needs the onnx package; pip install 'onnx==1.15.0' "
+                            "(mx.onnx needs onnx < 1.16)") from None
+    mx.onnx.export_model(symbol_file, params_file, [tuple(input_shape)], [np.float32],
+                         onnx_file, dynamic=True,
+                         dynamic_input_shapes=[(None, *input_shape[1:])])
+    model = onnx.load(onnx_file)
+    weights = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    onnx.checker.check_model(model)
+    onnx.save(model, onnx_file)
+
+
+def _versions(onnx):
+    from . import __version__
+    versions = {"gluonres": __version__, "mxnet": mx.__version__, "numpy": np.__version__}
+    if onnx:
+        import onnx as onnx_module
+        versions["onnx"] = onnx_module.__version__
+    return versions

@@ -1,10 +1,17 @@
 """Model registry: one name per builder, close-name suggestions, pattern listing."""
 import difflib
 import fnmatch
+import importlib
 
 from .errors import GluonresError, UnknownModelError
 
 _MODELS = {}
+
+
+def _builtin():
+    """The registered models, the built-in families included (imported on first use)."""
+    importlib.import_module(".models", __package__)
+    return _MODELS
 
 
 def register_model(fn):
@@ -26,7 +33,7 @@ def register_model(fn):
         If the name is already registered.
     """
     name = fn.__name__
-    if name in _MODELS:
+    if name in _builtin():  # built-ins first, so a clash is reported here, not later
         raise ValueError(f"model {name!r} is already registered by {_MODELS[name].__module__}")
     _MODELS[name] = fn
     return fn
@@ -44,13 +51,13 @@ def list_models(pattern="*"):
     -------
     list of str
     """
-    return sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n in _builtin() if fnmatch.fnmatchcase(n, pattern))
 
 
 def get_builder(name):
     """The builder registered as ``name``; unknown names raise with suggestions."""
     try:
-        return _MODELS[name]
+        return _builtin()[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see `gluonres list`"

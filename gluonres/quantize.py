@@ -1,0 +1,358 @@
+"""INT8 quantization with oneDNN (MKLDNN), and the FP32-vs-INT8 comparison.
+
+mxnet 1.9.1 quantizes through its MKLDNN subgraph backend: ``MKLDNN_QUANTIZE`` fuses
+convolution + BatchNorm (+ residual sum) + ReLU into one node, the quantization pass
+turns those nodes into int8 ones, and calibration on real images fixes each layer's
+int8 range. The quantized graph is written as an ordinary symbol/params pair and loads
+again with :func:`gluonres.runtime.load_symbol_block`.
+"""
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import mxnet as mx
+import numpy as np
+
+from .errors import DataError, GluonresError
+
+#: Calibration defaults: naive (min/max) calibration on a few hundred training images.
+CALIB_IMAGES, CALIB_SEED, CALIB_MODE = 512, 0, "naive"
+
+
+def onednn_symbol(sym):
+    """The same graph with each ``relu`` op written as ``Activation(act_type='relu')``.
+
+    The blocks call ``F.relu``; oneDNN's fusion passes only fold ``Activation`` into the
+    preceding convolution. Without this rewrite every convolution's output is
+    dequantized for a float ReLU, and the quantized graph is much slower. Both ops compute
+    ``max(x, 0)`` exactly, so the outputs do not change.
+    """
+    graph = json.loads(sym.tojson())
+    for node in graph["nodes"]:
+        if node["op"] == "relu":
+            node["op"] = "Activation"
+            node["attrs"] = {"act_type": "relu"}
+    return mx.sym.load_json(json.dumps(graph))
+
+
+def fuse_fp32(sym):
+    """FP32 graph with oneDNN's operator fusion (conv+BN+sum+ReLU), for a fair baseline."""
+    return onednn_symbol(sym).get_backend_symbol("MKLDNN")
+
+
+@dataclass
+class Calibration:
+    """Images that set the int8 ranges, and how they were chosen.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        uint8 ``(N, H, W, 3)`` RGB at the network's input size.
+    source : dict
+        JSON-able description recorded in the manifest (folder, split, seed ...).
+    mode : {'naive', 'entropy'}, default 'naive'
+        'naive' takes each layer's min/max over the images; 'entropy' picks thresholds
+        minimising the KL divergence (slower; no better on ResNet-20 here).
+    quantized_dtype : {'auto', 'int8', 'uint8'}, default 'auto'
+        'auto' uses uint8 after ReLUs and int8 elsewhere.
+    exclude_first_conv : bool, default True
+        Keep the stem convolution in float32: its input is the signed, normalised image.
+    """
+
+    images: np.ndarray
+    source: dict = field(default_factory=dict)
+    mode: str = CALIB_MODE
+    quantized_dtype: str = "auto"
+    exclude_first_conv: bool = True
+
+    def describe(self):
+        """JSON-ready record of the calibration (without the images)."""
+        return {**self.source, "images": int(len(self.images)), "mode": self.mode,
+                "quantized_dtype": self.quantized_dtype,
+                "excluded": ["first convolution"] if self.exclude_first_conv else []}
+
+
+def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None,
+                       mode=CALIB_MODE):
+    """A seeded random choice of ``count`` training images from an image folder.
+
+    Parameters
+    ----------
+    root : str
+        Image-folder root with a ``train/`` split (or its ``.tar.gz``), or a folder of
+        class subfolders.
+    count : int
+    seed : int
+    spec : dict, optional
+        The manifest's ``image`` (size and resize rule); images are fitted with
+        :func:`gluonres.runtime.fit_image` exactly as ``predict`` fits them.
+    mode : {'naive', 'entropy'}
+        Calibration mode (see :class:`Calibration`).
+
+    Returns
+    -------
+    Calibration
+    """
+    from . import data
+    from .runtime import fit_image
+
+    if count < 1:
+        raise GluonresError(f"--calib-images must be at least 1, got {count}")
+    root = data.resolve_root(root)
+    split = "train" if os.path.isdir(os.path.join(root, "train")) else None
+    dataset = data.image_folder(root, split)
+    if count > len(dataset):
+        raise DataError(f"{root!r} has {len(dataset)} images, fewer than the {count} "
+                        "calibration images asked for; lower --calib-images")
+    picked = np.sort(np.random.RandomState(seed).choice(len(dataset), count, replace=False))
+    images = []
+    for i in picked:
+        img = dataset[int(i)][0]
+        images.append((fit_image(img, spec, name=dataset.items[int(i)][0]) if spec else img)
+                      .asnumpy())
+    source = {"data": root, "split": split or ".", "seed": seed,
+              "selection": "uniform random without replacement"}
+    return Calibration(np.stack(images), source, mode=mode)
+
+
+def quantize(sym, arg_params, aux_params, calib_inputs, calibration):
+    """Quantize an FP32 graph to int8 with oneDNN, calibrated on preprocessed inputs.
+
+    Parameters
+    ----------
+    sym : mxnet.sym.Symbol
+        The exported FP32 graph (input ``data``).
+    arg_params, aux_params : dict of str to NDArray
+    calib_inputs : mxnet.nd.NDArray
+        Preprocessed float32 ``(N, 3, H, W)`` calibration batch.
+    calibration : Calibration
+        Mode, dtype and exclusions.
+
+    Returns
+    -------
+    qsym : mxnet.sym.Symbol
+    qarg_params, qaux_params : dict of str to NDArray
+    """
+    from mxnet.contrib import quantization
+
+    # the two MKLDNN_QUANTIZE passes mirror quantization.quantize_model_mkldnn, which
+    # gives no handle on the fused node names needed to exclude the stem convolution
+    fused = onednn_symbol(sym).get_backend_symbol("MKLDNN_QUANTIZE")
+    excluded = _first_conv(fused) if calibration.exclude_first_conv else []
+    batch = min(64, len(calib_inputs))
+    calib = mx.io.NDArrayIter(calib_inputs, batch_size=batch, data_name="data")
+    qsym, qargs, qauxs = quantization.quantize_model(
+        fused, arg_params, aux_params, data_names=("data",), label_names=(), ctx=mx.cpu(),
+        excluded_sym_names=excluded, calib_mode=calibration.mode, calib_data=calib,
+        num_calib_examples=len(calib_inputs), quantized_dtype=calibration.quantized_dtype,
+        quantize_mode="full")
+    return qsym.get_backend_symbol("MKLDNN_QUANTIZE"), qargs, qauxs
+
+
+def _first_conv(fused):
+    nodes = json.loads(fused.tojson())["nodes"]
+    data = {i for i, n in enumerate(nodes) if n["op"] == "null" and n["name"] == "data"}
+    return [n["name"] for n in nodes
+            if n["op"] == "_sg_mkldnn_conv" and any(src in data for src, *_ in n["inputs"])]
+
+
+# ------------------------------------------------------------------- comparison
+def throughput(nets, batch, repeats=7, iters=10, warmup=3):
+    """Images per second of several networks, measured side by side in one run.
+
+    Each repeat runs every network in turn (round robin), so machine load drifts over
+    all of them alike; warm-up iterations (graph building, memory planning) are excluded
+    and the median repeat is reported.
+
+    Parameters
+    ----------
+    nets : dict of str to callable
+        Map NCHW input to output NDArray.
+    batch : mxnet.nd.NDArray
+        The input batch.
+    repeats, iters, warmup : int
+
+    Returns
+    -------
+    dict of str to float
+        Median img/s per network.
+    """
+    for net in nets.values():
+        for _ in range(warmup):
+            net(batch).wait_to_read()
+    rates = {name: [] for name in nets}
+    for _ in range(repeats):
+        for name, net in nets.items():
+            start = time.perf_counter()
+            for _ in range(iters):
+                out = net(batch)
+            out.wait_to_read()
+            rates[name].append(iters * batch.shape[0] / (time.perf_counter() - start))
+    return {name: float(np.median(r)) for name, r in rates.items()}
+
+
+def compare(folder, test_root, batch_size=64, repeats=7, progress=True):
+    """FP32 vs INT8 test accuracy and throughput of an export written with ``--int8``.
+
+    Three graphs are measured: the exported FP32 graph as hybridized Gluon runs it
+    (``fp32``, bit for bit the in-memory network), the same graph with oneDNN's operator
+    fusion (``fp32_fused``, the fair FP32 baseline on this backend) and the INT8 graph.
+
+    Parameters
+    ----------
+    folder : str
+        Export folder holding both graphs (:func:`gluonres.deploy.export` with
+        ``calibration``).
+    test_root : str
+        Image-folder root with a ``test/`` split (the shared JPEG CIFAR-10).
+    batch_size : int, default 64
+        Batch of the throughput measurement.
+    repeats : int, default 7
+    progress : bool, default True
+
+    Returns
+    -------
+    dict
+        ``{fp32,fp32_fused,int8}_accuracy``, ``accuracy_drop_points``,
+        ``{fp32,fp32_fused,int8}_img_s``, ``int8_vs_fp32``, ``int8_vs_fp32_fused``,
+        ``batch``, ``repeats``, ``calibration``, ``machine``.
+    """
+    from . import data
+    from .evaluation import predict_dataset
+    from .runtime import load_exported, load_symbol_block
+
+    fp32 = load_exported(folder, "fp32")
+    int8 = load_exported(folder, "int8")
+    files = fp32.manifest["files"]
+    fused = load_symbol_block(fuse_fp32(mx.sym.load(os.path.join(folder, files["symbol"]))),
+                              os.path.join(folder, files["params"]))
+    fused.hybridize(static_alloc=True, static_shape=True)
+    nets = {"fp32": fp32.net, "fp32_fused": fused, "int8": int8.net}
+
+    on_disk = data.image_folder(test_root, "test")
+    test = mx.gluon.data.SimpleDataset([on_disk[i] for i in range(len(on_disk))])  # decode once
+    record = {"test_data": os.path.join(data.resolve_root(test_root), "test"),
+              "test_images": len(test)}
+    for name, net in nets.items():
+        logits, labels = predict_dataset(net, test, fp32.preprocess, progress=progress)
+        record[f"{name}_accuracy"] = float((logits.argmax(axis=1) == labels).mean())
+    record["accuracy_drop_points"] = 100 * (record["fp32_accuracy"] - record["int8_accuracy"])
+
+    batch = fp32.preprocess(mx.nd.stack(*[test[i][0] for i in range(batch_size)]))
+    rates = throughput(nets, batch, repeats=repeats)
+    record.update({f"{name}_img_s": rate for name, rate in rates.items()})
+    record["int8_vs_fp32"] = rates["int8"] / rates["fp32"]
+    record["int8_vs_fp32_fused"] = rates["int8"] / rates["fp32_fused"]
+    record.update(batch=batch_size, repeats=repeats,
+                  calibration=fp32.manifest["int8"]["calibration"], machine=machine())
+    return record
+
+
+#: The issue's targets for INT8 against FP32 hybridized.
+MAX_DROP_POINTS, MIN_SPEEDUP = 0.5, 2.5
+
+
+def report_table(record):
+    """Markdown table and notes for a :func:`compare` record."""
+    r, m, c = record, record["machine"], record["calibration"]
+    pct = lambda key: f"{100 * r[key]:.2f}%"  # noqa: E731
+    drop_ok = r["accuracy_drop_points"] <= MAX_DROP_POINTS
+    speed_ok = r["int8_vs_fp32"] >= MIN_SPEEDUP
+    lines = [
+        f"| {r['model']} | FP32 hybridized | FP32 oneDNN-fused | INT8 (oneDNN) |",
+        "| --- | ---: | ---: | ---: |",
+        f"| test accuracy (JPEG CIFAR-10, {r['test_images']:,} images) | {pct('fp32_accuracy')} "
+        f"| {pct('fp32_fused_accuracy')} | {pct('int8_accuracy')} |",
+        f"| throughput, batch {r['batch']} (img/s, median of {r['repeats']}) "
+        f"| {r['fp32_img_s']:.0f} | {r['fp32_fused_img_s']:.0f} | {r['int8_img_s']:.0f} |",
+        f"| INT8 speed-up | {r['int8_vs_fp32']:.2f}x | {r['int8_vs_fp32_fused']:.2f}x | |",
+        "",
+        f"- Accuracy drop FP32 -> INT8: {r['accuracy_drop_points']:.2f} points (target <= "
+        f"{MAX_DROP_POINTS}: {'met' if drop_ok else 'NOT met'}). Speed-up over FP32 "
+        f"hybridized: {r['int8_vs_fp32']:.2f}x (target >= {MIN_SPEEDUP}x: "
+        f"{'met' if speed_ok else 'NOT met'}); over the oneDNN-fused FP32 graph, the "
+        f"stronger baseline: {r['int8_vs_fp32_fused']:.2f}x.",
+        f"- Calibration: {c['images']} images of {c['data']} (split {c['split']}), "
+        f"{c['selection']}, seed {c['seed']}; {c['mode']} ranges, {c['quantized_dtype']} "
+        f"dtype, kept in FP32: {', '.join(c['excluded']) or 'nothing'}.",
+        "- The test set is the real CIFAR-10 stored as JPEG: networks trained on lossless "
+        "CIFAR-10 lose about 10 points on it (ResNet-20 reference weights: 81.03% here, "
+        "91.7% on the lossless test set); compare with paper numbers only with that caveat.",
+        f"- Weights: {r.get('weights')}. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"OMP_NUM_THREADS={m['omp_num_threads']}, load average {m['load_average_1min']:.1f} "
+        f"at the end, mxnet {m['mxnet']}; throughput measured side by side in one run "
+        "(round robin), warm-up excluded.",
+        f"- Command: `{r['command']}`",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(record, out_dir, docs=None):
+    """Write ``int8-MODEL.json`` and ``int8-MODEL.md`` into ``out_dir``, atomically.
+
+    With ``docs``, the table between ``<!-- int8-table: MODEL -->`` and
+    ``<!-- /int8-table: MODEL -->`` in that markdown file is replaced as well.
+
+    Returns
+    -------
+    dict
+        Paths written.
+    """
+    from ._atomic import write_text
+
+    model = record["model"]
+    table = report_table(record)
+    if docs:
+        head, tail = docs_table_slot(docs, model)  # before writing anything
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"json": os.path.join(out_dir, f"int8-{model}.json"),
+             "markdown": os.path.join(out_dir, f"int8-{model}.md")}
+    write_text(paths["json"], json.dumps(record, indent=1) + "\n")
+    write_text(paths["markdown"], table + "\n")
+    if docs:
+        write_text(docs, head + table + "\n" + tail)
+        paths["docs"] = docs
+    return paths
+
+
+def docs_table_slot(docs, model):
+    """The text of ``docs`` before and after its int8 table for ``model``.
+
+    The table sits between ``<!-- int8-table: MODEL -->`` and
+    ``<!-- /int8-table: MODEL -->`` lines; the returned head ends with the first marker
+    and the tail starts with the second.
+
+    Raises
+    ------
+    GluonresError
+        If the file is missing or lacks the markers.
+    """
+    begin, end = f"<!-- int8-table: {model} -->", f"<!-- /int8-table: {model} -->"
+    try:
+        with open(docs) as f:
+            text = f.read()
+    except OSError as err:
+        raise GluonresError(f"cannot read --docs {docs!r} ({err.strerror}); pass an existing "
+                            "markdown file or leave out --docs") from None
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        raise GluonresError(f"{docs!r} has no {begin} ... {end} markers; add them where the "
+                            "table belongs, or leave out --docs")
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n", end + rest.split(end, 1)[1]
+
+
+def machine():
+    """CPU model, usable cores, OpenMP threads and library versions, for records."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "load_average_1min": os.getloadavg()[0],  # other work on a shared machine
+            "mxnet": mx.__version__, "python": platform.python_version()}
