@@ -39,7 +39,7 @@ WARMUP_WINDOW = 10
 CHECKPOINT = "checkpoint.params"
 CHECKPOINT_FORMAT = "gluonres-checkpoint/1"
 _RUNTIME_FIELDS = ("kvstore",)  # may change when a run is resumed
-_CARRIED = ("epochs", "started", "train_s", "wall_s", "info", "resumed")  # across resumes
+_CARRIED = ("epochs", "started", "train_s", "wall_s", "info", "machine", "resumed")
 
 
 @dataclasses.dataclass
@@ -431,7 +431,8 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     callbacks : sequence of Callback
     info : dict, optional
         JSON-able facts to keep with the run (e.g. the command line); a resumed run
-        keeps the first run's and lists its own under ``resumed``.
+        keeps the first run's ``info`` and ``machine`` and lists its own (with the epoch
+        it resumed at) under ``resumed``.
     ctx : mxnet.Context, optional
 
     Returns
@@ -484,8 +485,9 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         io.load_weights(net, ckpt, ctx)
         state_meta = meta["state"]
         schedule.load_state_dict(state_meta["schedule"])
-        history.update({k: meta["history"][k] for k in _CARRIED})
-        history["resumed"].append(info or {})
+        history.update({k: meta["history"].get(k, history[k]) for k in _CARRIED})
+        history["resumed"].append({"info": info or {}, "machine": results.machine(),
+                                   "at_epoch": state_meta["epoch"], "started": _now()})
         best = state_meta["best"]
         if best["epoch"] is not None:
             best_arrays = io.read_weights(os.path.join(out_dir, "best.params"))[0]
