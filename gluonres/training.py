@@ -454,6 +454,11 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     model = getattr(net, "model_name", type(net).__name__)
     config = config or recipe(model)
     train = data.train
+    outputs = getattr(net, "classes", len(data.classes))
+    if outputs != len(data.classes):
+        raise GluonresError(f"{model} has {outputs} outputs but {data.name!r} has "
+                            f"{len(data.classes)} classes; build it with "
+                            f"classes={len(data.classes)} (--classes {len(data.classes)})")
     if len(train) < config.batch_size:
         raise GluonresError(f"{data.name!r} has {len(train)} training images, fewer than one "
                             f"batch of {config.batch_size}; pass a batch size of at most "

@@ -285,3 +285,10 @@ def test_throughput_measures_both_inputs_side_by_side(digits):
     assert result["real_img_s"] > 0 and result["synthetic_img_s"] > 0
     assert result["ratio"] == pytest.approx(result["real_img_s"] / result["synthetic_img_s"])
     assert result["machine"]["cores"] >= 1
+
+
+def test_outputs_must_match_the_classes(digits):
+    net = cifar_resnet(8, classes=5)
+    net.model_name = "resnet8_cifar"
+    with pytest.raises(GluonresError, match="5 outputs but 'digits' has 10 classes.*--classes 10"):
+        training.fit(net, small(digits), fast(), progress=False)
