@@ -48,7 +48,8 @@ def record_run(run_dir, name, results_dir="results", bench=None, force=False):
     """Turn a finished :func:`~gluonres.training.fit` run folder into a ``results/`` record.
 
     Writes ``NAME.json`` (command, model, data with caveats, machine, start/finish, wall
-    time, throughput, test accuracy, config, per-epoch log, optional benchmark),
+    time, throughput, test accuracy, config, per-epoch log, every resume with its own
+    command and machine, optional benchmark),
     ``NAME.csv``, ``NAME.png`` and ``weights/NAME.params``.
 
     Parameters
@@ -96,8 +97,9 @@ def record_run(run_dir, name, results_dir="results", bench=None, force=False):
               "model": history["model"], "data": history["data"],
               "machine": history["machine"], "started": history["started"],
               "finished": history["finished"], "wall_s": history["wall_s"],
-              "wall_min": round(history["wall_s"] / 60, 1),
+              "wall_min": round(history["wall_s"] / 60, 1), "train_s": history["train_s"],
               "train_img_s": history["train_img_s"],
+              "resumed": history.get("resumed", []),
               "test_accuracy": history["test_accuracy"],
               "selected_epoch": history["selected_epoch"], "selection": history["selection"],
               "config": history["config"], "iterations_per_epoch":

@@ -41,6 +41,7 @@ def test_train_evaluate_record_on_digits(tmp_path):
         rec = json.load(f)
     assert rec["command"] == log["info"]["command"] and rec["machine"]["cores"] >= 1
     assert rec["test_accuracy"] == record["test_accuracy"] and len(rec["epochs"]) == 1
+    assert rec["resumed"] == [] and rec["train_s"] > 0
     assert os.path.getsize(paths["weights"]) > 0
     _assert_clean_error(run("record", out, "--name", "r20-digits", "--results", results,
                             check=False), "already exists", "--force")
