@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# a new folder per demo run: nothing from an earlier run is overwritten
+DEMO   := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test clean
 
@@ -11,9 +13,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The main job: train ResNet-20 on the embedded digits (offline), evaluate it, export it.
 demo: $(STAMP)
-	$(BIN)/gluonres summary resnet56_cifar
-	$(BIN)/gluonres export resnet56_cifar --out runs/demo
+	$(BIN)/gluonres train resnet20_cifar --data digits --epochs 15 --out $(DEMO)/train
+	$(BIN)/gluonres evaluate resnet20_cifar --weights $(DEMO)/train/weights.params \
+	    --data digits --out $(DEMO)/evaluate
+	@echo "demo outputs in $(DEMO): train/ (weights.params, export/, log.csv, curve.png)," \
+	    "evaluate/confusion.png"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -7,6 +7,7 @@ message and exits with code 2.
 import argparse
 import json
 import os
+import shlex
 import sys
 
 
@@ -64,31 +65,174 @@ def _preprocess(args, meta, required=True):
     return preprocess
 
 
+def cmd_train(args):
+    import dataclasses
+
+    import gluonres
+    from gluonres import data, training
+
+    if args.resume:
+        if not args.out:
+            raise gluonres.GluonresError("--resume needs --out, the folder of the run to "
+                                         "continue")
+        saved = training.checkpoint_meta(args.out)
+        training.check_checkpoint_model(saved, args.model,
+                                        os.path.join(args.out, training.CHECKPOINT))
+        config = training.TrainConfig.from_dict(saved["config"])
+        first = saved["history"]["info"]
+        spec = args.data or first.get("data")
+        val_split = args.val_split if args.val_split is not None else first.get("val_split", 0)
+    else:
+        if not args.data:
+            raise gluonres.GluonresError("--data is required: 'digits', 'cifar10' or a path")
+        config, spec, val_split = training.recipe(args.model), args.data, args.val_split or 0
+    overrides = {k: getattr(args, k) for k in _TRAIN_SETTINGS if getattr(args, k) is not None}
+    if args.epochs is not None:
+        overrides.update(epochs=args.epochs)
+    elif args.iterations is not None:
+        overrides.update(iterations=args.iterations, epochs=None)
+    config = dataclasses.replace(config, **overrides)
+    net_kwargs = _model_kwargs(args)
+    size = gluonres.get_model(args.model, **net_kwargs).input_size
+    dataset = data.load(spec, size=size, val_size=val_split, seed=config.seed,
+                        progress=not args.no_progress)
+    if not args.resume and args.flip is None and not dataset.hflip:
+        log(f"{dataset.name}: horizontal flips change its labels, so they are off")
+        config = dataclasses.replace(config, flip=False)
+    net_kwargs.setdefault("classes", len(dataset.classes))
+    net = gluonres.get_model(args.model, **net_kwargs)
+    out = args.out or os.path.join("runs", f"{args.model}-{_data_label(spec)}-{_stamp()}")
+    info = {"command": shlex.join(["gluonres", *args.argv]), "data": spec,
+            "val_split": val_split}
+    history = training.fit(net, dataset, config, out_dir=out, resume=args.resume,
+                           progress=not args.no_progress, info=info)
+    acc = history["test_accuracy"]
+    record = {"out": out, "model": args.model, "data": spec,
+              "epochs": len(history["epochs"]), "iterations": history["total_iterations"],
+              "test_accuracy": acc, "selected_epoch": history["selected_epoch"],
+              "train_img_s": history["train_img_s"], "wall_s": history["wall_s"],
+              "files": history["files"]}
+    head = (f"{args.model} on {spec}: "
+            + (f"test accuracy {100 * acc:.2f}% " if acc is not None else "")
+            + f"after {record['epochs']} epochs ({history['selection']}: epoch "
+            f"{history['selected_epoch']}), {history['wall_s'] / 60:.1f} min, "
+            f"{history['train_img_s']:.0f} img/s training")
+    lines = [head, f"  {'run folder':<14} {out}"]
+    lines += [f"  {k:<14} {v}" for k, v in history["files"].items()]
+    emit(args, record, "\n".join(lines))
+
+
+_TRAIN_SETTINGS = ("batch_size", "lr", "momentum", "wd", "schedule", "warmup", "normalize",
+                   "seed", "kvstore", "flip", "pad")
+
+
+def _data_label(spec):
+    base = os.path.basename(os.path.normpath(spec))
+    for ext in (".tar.gz", ".tgz", ".tar", ".rec"):
+        base = base[:-len(ext)] if base.endswith(ext) else base
+    return base or "data"
+
+
+def _stamp():
+    import time
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def cmd_evaluate(args):
     import mxnet as mx
 
     import gluonres
     from gluonres import data, evaluation, io
+    from gluonres.errors import DataError
 
-    net = gluonres.get_model(args.model, **_model_kwargs(args))
-    meta = io.load_weights(net, args.weights)
+    meta = io.read_weights(args.weights)[1]
+    kwargs = _model_kwargs(args)
+    if "classes" in meta:
+        kwargs.setdefault("classes", len(meta["classes"]))
+    net = gluonres.get_model(args.model, **kwargs)
+    io.load_weights(net, args.weights)
     preprocess = _preprocess(args, meta)
-    dataset = data.image_folder(args.data, "test")
+    dataset = data.load(args.data, size=net.input_size, progress=not args.json)
+    split, which = (dataset.test, "test") if dataset.test is not None else (dataset.train,
+                                                                            "all images")
+    if "classes" in meta and meta["classes"] != split.classes:
+        raise DataError(f"{args.weights!r} was trained on classes {meta['classes']}, but "
+                        f"{args.data!r} has {split.classes}; evaluate on data with the same "
+                        "classes")
     net.hybridize(static_alloc=True, static_shape=True)
-    result = evaluation.evaluate(net, dataset, preprocess, class_names=dataset.synsets,
+    result = evaluation.evaluate(net, split, preprocess, class_names=split.classes,
                                  batch_size=args.batch_size, ctx=mx.cpu(),
                                  progress=not args.json)
     result.pop("predictions")
-    record = {"model": args.model, "weights": args.weights, "data": args.data, **result}
+    record = {"model": args.model, "weights": args.weights, "data": args.data, "split": which,
+              **result}
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         record["confusion_png"] = os.path.join(args.out, "confusion.png")
-        evaluation.plot_confusion(result["confusion"], dataset.synsets, record["confusion_png"],
+        evaluation.plot_confusion(result["confusion"], split.classes, record["confusion_png"],
                                   title=f"{args.model}: {100 * result['accuracy']:.2f}% correct")
-    lines = [f"{args.model} on {args.data}/test: accuracy {100 * result['accuracy']:.2f}% "
+    lines = [f"{args.model} on {args.data} ({which}): accuracy {100 * result['accuracy']:.2f}% "
              f"(error {result['error_pct']:.2f}%, {result['samples']} images)"]
     lines += [f"  {c:<12} {100 * a:6.2f}%" for c, a in result["per_class"].items()]
+    if args.out:
+        lines.append(f"  confusion matrix: {record['confusion_png']}")
     emit(args, record, "\n".join(lines))
+
+
+def cmd_data_pack(args):
+    from gluonres import data
+    result = data.pack_recordio(args.source, args.out, progress=not args.json)
+    emit(args, result, "\n".join([f"packed {args.source} into {args.out}: "
+                                  + ", ".join(f"{k} {v} images" for k, v in
+                                              result["splits"].items())]
+                                 + [f"  {f}" for f in result["files"]]))
+
+
+def cmd_data_info(args):
+    import numpy as np
+
+    from gluonres import data
+    d = data.load(args.data, size=args.size, val_size=args.val_split or 0,
+                  progress=not args.json)
+    info = d.describe()
+    counts = {name: np.bincount(split.labels, minlength=len(d.classes)).tolist()
+              for name, split in (("train", d.train), ("val", d.val), ("test", d.test))
+              if split is not None}
+    info["per_class"] = counts
+    lines = [f"{d.name}: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items())
+             + f" images of {'x'.join(map(str, info['image_shape']))}, "
+             f"{len(d.classes)} classes"]
+    lines += [f"  {c:<14} " + "  ".join(f"{k} {v[i]}" for k, v in counts.items())
+              for i, c in enumerate(d.classes)]
+    if "note" in info:
+        lines.append(f"  note: {info['note']}")
+    emit(args, info, "\n".join(lines))
+
+
+def cmd_data_bench(args):
+    import dataclasses
+
+    import gluonres
+    from gluonres import data, training
+    net = gluonres.get_model(args.model, **_model_kwargs(args))
+    dataset = data.load(args.data, size=net.input_size, progress=not args.json)
+    config = dataclasses.replace(training.recipe(args.model), batch_size=args.batch_size,
+                                 flip=dataset.hflip)
+    result = training.throughput(net, dataset, config, iterations=args.iterations,
+                                 rounds=args.rounds, progress=not args.json)
+    emit(args, result,
+         f"{args.model} training, batch {args.batch_size}, {args.rounds} alternating rounds "
+         f"of {args.iterations} real and {args.iterations} synthetic iterations:\n"
+         f"  real data ({dataset.name}, augmented)  {result['real_img_s']:.0f} img/s\n"
+         f"  synthetic input                  {result['synthetic_img_s']:.0f} img/s\n"
+         f"  ratio real/synthetic             {result['ratio']:.3f}")
+
+
+def cmd_record(args):
+    from gluonres import results
+    paths = results.record_run(args.run_dir, args.name, args.results, bench=args.bench,
+                               force=args.force)
+    emit(args, paths, "\n".join(f"{k:<8} {v}" for k, v in paths.items()))
 
 
 def _load_for_export(args):
@@ -200,6 +344,14 @@ def _model_kwargs(args):
     return kwargs
 
 
+def _count_or_fraction(text):
+    value = float(text)
+    if value <= 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (5000) nor a fraction "
+                                         "in (0, 1) (0.1)")
+    return value if value < 1 else int(value)
+
+
 def _add_model_options(p):
     p.add_argument("model", help="registered model name (see `gluonres list`)")
     p.add_argument("--classes", type=int, help="output classes (default: the model's)")
@@ -255,16 +407,83 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
     p.set_defaults(run=cmd_backbones)
 
-    p = sub.add_parser("evaluate", parents=[common], help="test accuracy of trained weights")
+
+    p = sub.add_parser("train", parents=[common],
+                       help="train a model with the papers' recipe (checkpoints, logs, export)")
+    _add_model_options(p)
+    p.add_argument("--data", help="'digits' (embedded, offline), 'cifar10' (gluon, downloads), "
+                   "an image-folder root or .tar.gz, a folder of class folders, or RecordIO")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int,
+                        help="train whole epochs, compressing the schedule proportionally")
+    length.add_argument("--iterations", type=int, help="total updates (default: 64000)")
+    p.add_argument("--batch-size", type=int, help="default 128")
+    p.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
+    p.add_argument("--momentum", type=float, help="default 0.9")
+    p.add_argument("--wd", type=float, help="weight decay (default 1e-4)")
+    p.add_argument("--schedule", choices=["step", "cosine"],
+                   help="step: /10 at 50%% and 75%% of the run (the paper); cosine: anneal to 0")
+    p.add_argument("--warmup", choices=["none", "error", "fixed"],
+                   help="lr 0.01 until training error < 80%% (error) or for 400 iterations "
+                   "(fixed); default: the paper's choice for the model")
+    p.add_argument("--normalize", choices=["pixel", "channel"],
+                   help="per-pixel mean (the paper, default) or per-channel mean/std")
+    p.add_argument("--pad", type=int, help="padding before the random crop (default 4)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help="random horizontal flips (default: on, off for digits)")
+    p.add_argument("--val-split", type=_count_or_fraction,
+                   help="hold out N training images (or a fraction) to select the best epoch, "
+                   "e.g. 5000 for the paper's 45k/5k split")
+    p.add_argument("--seed", type=int, help="weights, data order, augmentation (default 0)")
+    p.add_argument("--kvstore", help="gluon.Trainer kvstore (default local)")
+    p.add_argument("--out", help="run folder (default runs/MODEL-DATA-TIME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="accuracy, per-class accuracy and confusion matrix of weights")
     _add_model_options(p)
     p.add_argument("--weights", required=True,
                    help="gluonres .params, exported NAME-0000.params or reference .npz")
     p.add_argument("--data", required=True,
-                   help="image-folder root with a test/ split (or its .tar.gz)")
+                   help="as for train; its test split (or every image of a single-split folder)")
     _add_normalisation_options(p)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", help="folder for confusion.png")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("data", help="pack, inspect and benchmark datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = data_sub.add_parser("pack", parents=[common],
+                            help="convert an image folder to RecordIO (.rec/.idx per split)")
+    q.add_argument("source", help="image-folder root (or .tar.gz) or folder of class folders")
+    q.add_argument("--out", required=True, help="new or empty output folder")
+    q.set_defaults(run=cmd_data_pack)
+    q = data_sub.add_parser("info", parents=[common], help="splits, classes, images per class")
+    q.add_argument("data", help="as for train --data")
+    q.add_argument("--size", type=int, help="bring images to SIZE x SIZE")
+    q.add_argument("--val-split", type=_count_or_fraction)
+    q.set_defaults(run=cmd_data_info)
+    q = data_sub.add_parser("bench", parents=[common],
+                            help="training img/s with real data against synthetic input")
+    _add_model_options(q)
+    q.add_argument("--data", required=True, help="as for train --data")
+    q.add_argument("--batch-size", type=int, default=128)
+    q.add_argument("--iterations", type=int, default=5, help="steps per block")
+    q.add_argument("--rounds", type=int, default=12,
+                   help="rounds of one real and one synthetic block")
+    q.set_defaults(run=cmd_data_bench)
+
+    p = sub.add_parser("record", parents=[common],
+                       help="turn a finished run folder into a results/ record")
+    p.add_argument("run_dir", metavar="RUN", help="the run folder (train --out)")
+    p.add_argument("--name", required=True, help="record name, e.g. resnet20_cifar-cifar10jpg")
+    p.add_argument("--results", default="results", help="results folder (default results)")
+    p.add_argument("--bench", help="JSON output of `gluonres data bench --json` to include")
+    p.add_argument("--force", action="store_true", help="replace an existing record")
+    p.set_defaults(run=cmd_record)
 
     p = sub.add_parser("export", parents=[common],
                        help="export symbol/params + manifest (and ONNX, INT8) for deployment")

@@ -12,7 +12,8 @@ def predict_dataset(net, dataset, preprocess, batch_size=256, ctx=None, progress
     ----------
     net : mxnet.gluon.Block
     dataset : mxnet.gluon.data.Dataset
-        Yields uint8 ``(H, W, 3)`` images and integer labels.
+        Yields uint8 ``(H, W, 3)`` images and integer labels; a
+        :class:`~gluonres.data.ImageArrays` is read in slices, without a loader.
     preprocess : callable
         Maps a uint8 ``(N, H, W, 3)`` batch to network input, e.g.
         :class:`~gluonres.preprocess.Preprocess`.
@@ -28,9 +29,13 @@ def predict_dataset(net, dataset, preprocess, batch_size=256, ctx=None, progress
     """
     ctx = ctx or mx.cpu()
     logits, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, last_batch="keep")
+    if hasattr(dataset, "batches"):  # decoded arrays (gluonres.data.ImageArrays): slice them
+        loader = dataset.batches(batch_size)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, last_batch="keep")
+    total = -(-len(dataset) // batch_size)
     for images, y in tqdm(loader, desc="evaluate", unit="batch", disable=not progress,
-                          leave=False):
+                          leave=False, total=total):
         logits.append(net(preprocess(images.as_in_context(ctx))).asnumpy())
         labels.append(y.asnumpy())
     return np.concatenate(logits), np.concatenate(labels).astype(np.int64)

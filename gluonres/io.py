@@ -16,6 +16,53 @@ from .preprocess import REFERENCE, Preprocess
 
 #: Key under which a gluonres weights file keeps its JSON metadata (as uint8 bytes).
 META_KEY = "__gluonres_meta__"
+#: Prefix of optimizer-state arrays in training checkpoints (``opt:NAME``).
+OPTIMIZER_PREFIX = "opt:"
+
+
+def save_arrays(path, arrays, meta=None):
+    """Save named NDArrays (and JSON metadata) as one MXNet params file, atomically.
+
+    The format of weights files and training checkpoints: ``mx.nd.save`` with the
+    metadata stored as UTF-8 JSON bytes under :data:`META_KEY`, so reading never
+    unpickles.
+
+    Parameters
+    ----------
+    path : str
+        Destination file; replaced only once fully written.
+    arrays : dict of str to mxnet.nd.NDArray
+    meta : dict, optional
+        JSON-able metadata kept in the same file.
+    """
+    arrays = dict(arrays)
+    if meta is not None:
+        arrays[META_KEY] = mx.nd.array(
+            np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype="uint8")
+    with atomic_path(path) as tmp:
+        mx.nd.save(tmp, arrays)
+
+
+def load_arrays(path):
+    """Inverse of :func:`save_arrays`: ``(arrays, meta)``; ``meta`` is ``{}`` if absent.
+
+    Raises
+    ------
+    CorruptFileError
+        If the file is truncated, corrupt or holds unnamed arrays.
+    """
+    try:
+        loaded = mx.nd.load(path)
+    except mx.MXNetError:
+        raise CorruptFileError(f"{path!r} is not a readable MXNet params file (truncated or "
+                               "corrupt); re-export or re-download it") from None
+    if not isinstance(loaded, dict):
+        raise CorruptFileError(f"{path!r} holds unnamed arrays, not named parameters; save "
+                               "weights with gluonres.io.save_weights or net.export")
+    meta = {}
+    if META_KEY in loaded:
+        meta = json.loads(loaded.pop(META_KEY).asnumpy().tobytes().decode())
+    return loaded, meta
 
 
 def save_weights(net, path, meta=None):
@@ -29,20 +76,17 @@ def save_weights(net, path, meta=None):
     meta : dict, optional
         JSON-able metadata kept in the same file (model name, preprocessing, classes).
     """
-    arrays = {name: p.data().copyto(mx.cpu()) for name, p in net.collect_params().items()}
-    if meta is not None:
-        arrays[META_KEY] = mx.nd.array(
-            np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype="uint8")
-    with atomic_path(path) as tmp:
-        mx.nd.save(tmp, arrays)
+    save_arrays(path, {name: p.data().copyto(mx.cpu())
+                       for name, p in net.collect_params().items()}, meta)
 
 
 def read_weights(path):
     """Read a weights file into ``(arrays, meta)`` without touching any network.
 
-    Accepts gluonres ``.params``, exported ``NAME-0000.params`` (``arg:``/``aux:``
-    keys) and the reference ``.npz`` files (PyTorch names, mapped to ours; their
-    metadata carries the reference's input normalisation).
+    Accepts gluonres ``.params``, training checkpoints (their optimizer state is left
+    out), exported ``NAME-0000.params`` (``arg:``/``aux:`` keys) and the reference
+    ``.npz`` files (PyTorch names, mapped to ours; their metadata carries the
+    reference's input normalisation).
 
     Raises
     ------
@@ -54,18 +98,9 @@ def read_weights(path):
                             ".params or reference .npz file")
     if path.endswith(".npz"):
         return _read_reference_npz(path)
-    try:
-        loaded = mx.nd.load(path)
-    except mx.MXNetError:
-        raise CorruptFileError(f"{path!r} is not a readable MXNet params file (truncated or "
-                               "corrupt); re-export or re-download it") from None
-    if not isinstance(loaded, dict):
-        raise CorruptFileError(f"{path!r} holds unnamed arrays, not named parameters; save "
-                               "weights with gluonres.io.save_weights or net.export")
-    meta = {}
-    if META_KEY in loaded:
-        meta = json.loads(loaded.pop(META_KEY).asnumpy().tobytes().decode())
-    arrays = {re.sub(r"^(arg|aux):", "", k): v for k, v in loaded.items()}
+    loaded, meta = load_arrays(path)
+    arrays = {re.sub(r"^(arg|aux):", "", k): v for k, v in loaded.items()
+              if not k.startswith(OPTIMIZER_PREFIX)}
     return arrays, meta
 
 

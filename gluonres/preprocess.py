@@ -42,6 +42,37 @@ class Preprocess:
             x = mx.nd.broadcast_div(x, _channels(self.std, x.context))
         return x
 
+    @classmethod
+    def fit(cls, images, mode="pixel"):
+        """The normalisation of a training set.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            uint8 ``(N, H, W, 3)`` RGB training images.
+        mode : {'pixel', 'channel'}, default 'pixel'
+            ``'pixel'``: subtract the per-pixel mean image (the 2015 paper's CIFAR
+            preprocessing, Sec. 4.2); ``'channel'``: subtract the per-channel mean and
+            divide by the per-channel standard deviation.
+
+        Returns
+        -------
+        Preprocess
+        """
+        if mode not in ("pixel", "channel"):
+            raise DataError(f"unknown normalisation {mode!r}; use 'pixel' (per-pixel mean, "
+                            "the paper's) or 'channel' (per-channel mean and std)")
+        mean_image = images.mean(axis=0, dtype=np.float64) / 255  # (H, W, 3), no float copy
+        if mode == "pixel":
+            return cls(mean_image=mean_image.transpose(2, 0, 1).astype(np.float32))
+        mean = mean_image.mean(axis=(0, 1))
+        square = np.zeros(3)
+        for start in range(0, len(images), 4096):  # bounded memory on large sets
+            chunk = images[start:start + 4096].astype(np.float64) / 255
+            square += (chunk ** 2).sum(axis=(0, 1, 2))
+        std = np.sqrt(square / (images.size / 3) - mean ** 2)
+        return cls(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+
     def to_dict(self):
         """JSON-ready description (for weights files and export manifests)."""
         out = {"scale": 1 / 255, "layout": "NCHW", "color": "RGB"}

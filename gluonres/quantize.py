@@ -102,16 +102,17 @@ def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None,
         raise GluonresError(f"--calib-images must be at least 1, got {count}")
     root = data.resolve_root(root)
     split = "train" if os.path.isdir(os.path.join(root, "train")) else None
-    dataset = data.image_folder(root, split)
-    if count > len(dataset):
-        raise DataError(f"{root!r} has {len(dataset)} images, fewer than the {count} "
+    _, files = data.image_files(os.path.join(root, split) if split else root)
+    if count > len(files):
+        raise DataError(f"{root!r} has {len(files)} images, fewer than the {count} "
                         "calibration images asked for; lower --calib-images")
-    picked = np.sort(np.random.RandomState(seed).choice(len(dataset), count, replace=False))
+    picked = np.sort(np.random.RandomState(seed).choice(len(files), count, replace=False))
     images = []
-    for i in picked:
-        img = dataset[int(i)][0]
-        images.append((fit_image(img, spec, name=dataset.items[int(i)][0]) if spec else img)
-                      .asnumpy())
+    for i in picked:  # decode only the picked images, not the whole split
+        path = files[int(i)][0]
+        with open(path, "rb") as f:
+            img = mx.nd.array(data.decode(f.read(), path), dtype="uint8")
+        images.append((fit_image(img, spec, name=path) if spec else img).asnumpy())
     source = {"data": root, "split": split or ".", "seed": seed,
               "selection": "uniform random without replacement"}
     return Calibration(np.stack(images), source, mode=mode)
@@ -231,8 +232,7 @@ def compare(folder, test_root, batch_size=64, repeats=7, progress=True):
     fused.hybridize(static_alloc=True, static_shape=True)
     nets = {"fp32": fp32.net, "fp32_fused": fused, "int8": int8.net}
 
-    on_disk = data.image_folder(test_root, "test")
-    test = mx.gluon.data.SimpleDataset([on_disk[i] for i in range(len(on_disk))])  # decode once
+    test = data.image_folder(test_root, "test", progress=progress)  # decoded once, in memory
     record = {"test_data": os.path.join(data.resolve_root(test_root), "test"),
               "test_images": len(test)}
     for name, net in nets.items():

@@ -1,0 +1,294 @@
+"""The recipe (schedule, warm-up), fit, checkpoints and resume, divergence, callbacks."""
+import hashlib
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import gluonres
+from gluonres import data, io, training
+from gluonres.errors import GluonresError, TrainingDivergedError, WeightsMismatchError
+from gluonres.models.cifar import cifar_resnet
+from gluonres.training import Schedule, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def small(digits, n=256, val=0):
+    """A few hundred digits (and their test split): fast enough for many fits."""
+    d = data.Data("digits", digits.train.subset(np.arange(n)), digits.test, hflip=False)
+    if val:
+        d.train, d.val = data.split_validation(d.train, val)
+    return d
+
+
+def resnet8(name="resnet8_cifar"):
+    net = cifar_resnet(8)
+    net.model_name = name
+    return net
+
+
+def fast(**kw):
+    return TrainConfig(**{"batch_size": 32, "epochs": 2, "flip": False, **kw})
+
+
+class LearningRates(training.Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_batch_end(self, state):
+        self.lrs.append(state.trainer.learning_rate)
+
+
+# ---------------------------------------------------------------------------- schedule
+def test_paper_schedule_milestones():
+    s = Schedule(TrainConfig(), 64000)
+    assert s.milestones == [32000, 48000]
+    lrs = {it: s(it) for it in (0, 31999, 32000, 47999, 48000, 63999)}  # update it + 1
+    assert lrs == pytest.approx({0: 0.1, 31999: 0.1, 32000: 0.01, 47999: 0.01, 48000: 0.001,
+                                 63999: 0.001})
+
+
+def test_epochs_compress_the_schedule_proportionally():
+    config = TrainConfig(epochs=30)
+    total = config.total_iterations(390)
+    assert total == 11700
+    assert Schedule(config, total).milestones == [5850, 8775]
+    cosine = Schedule(TrainConfig(epochs=30, schedule="cosine"), total)
+    assert cosine(0) == pytest.approx(0.1, rel=1e-6) and cosine(total // 2) == pytest.approx(
+        0.05, rel=1e-3) and cosine(total - 1) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_error_warmup_returns_to_the_base_rate():
+    s = Schedule(TrainConfig(warmup="error"), 64000)
+    it = 0
+    for err in [0.9] * 30 + [0.75] * 5:  # still high: the window mean stays >= 80%
+        assert s(it) == 0.01
+        s.observe(it, err)
+        it += 1
+    assert not s.warmup_done
+    for err in [0.7] * 10:
+        s.observe(it, err)
+        it += 1
+    # the window mean first falls below 0.8 at the second 0.7: update 37
+    assert s.warmup_done and s.warmup_end == 37
+    assert s(it) == pytest.approx(0.1)
+    s.observe(it, 0.95)  # once over, a bad batch does not bring the warm-up back
+    assert s(it + 1) == pytest.approx(0.1) and s(40000) == pytest.approx(0.01)
+
+
+def test_fixed_warmup_is_400_updates():
+    s = Schedule(TrainConfig(warmup="fixed"), 64000)
+    assert [s(i) for i in (0, 399, 400)] == pytest.approx([0.01, 0.01, 0.1])
+
+
+def test_recipe_picks_the_papers_warmup():
+    assert training.recipe("resnet110_cifar").warmup == "error"
+    assert training.recipe("resnet1202_cifar").warmup == "error"
+    assert training.recipe("resnet164_cifar_v2").warmup == "fixed"
+    assert training.recipe("resnet56_cifar").warmup == "none"
+    assert training.recipe("resnet56_cifar", lr=0.05).lr == 0.05
+
+
+@pytest.mark.parametrize("kw,message", [({"schedule": "poly"}, "schedule"),
+                                        ({"milestones": (0.75, 0.5)}, "milestones"),
+                                        ({"warmup": "error", "lr": 0.001}, "warmup_lr")])
+def test_bad_settings_are_refused(kw, message):
+    with pytest.raises(GluonresError, match=message):
+        TrainConfig(**kw)
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig(epochs=3, schedule="cosine", milestones=(0.3, 0.6))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(GluonresError, match="unknown training settings"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+# ---------------------------------------------------------------------------- fit
+def test_error_warmup_in_a_real_run(digits):
+    """The trainer's rate is 0.01 first and really returns to 0.1 once error < 80%."""
+    rates = LearningRates()
+    history = training.fit(resnet8(), small(digits, 512), fast(warmup="error", epochs=3),
+                           progress=False, callbacks=[rates])
+    end = history["warmup_end_iteration"]
+    assert 10 <= end < len(rates.lrs)
+    assert rates.lrs[:end] == [0.01] * end
+    assert rates.lrs[end] == pytest.approx(0.1)
+    assert history["epochs"][-1]["train_error_pct"] < 80
+
+
+def test_fit_writes_the_run_folder(digits, tmp_path):
+    out = str(tmp_path / "run")
+    history = training.fit(resnet8(), small(digits, val=64), fast(), out_dir=out,
+                           progress=False, info={"command": "test"})
+    assert sorted(os.listdir(out)) == ["best.params", "checkpoint.params", "curve.png",
+                                       "export", "log.csv", "log.json", "weights.params"]
+    records = history["epochs"]
+    assert [r["epoch"] for r in records] == [1, 2] and records[-1]["iteration"] == 12
+    for key in ("train_loss", "train_error_pct", "val_error_pct", "test_error_pct", "lr",
+                "seconds", "img_s"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    best = min(records, key=lambda r: r["val_error_pct"])
+    assert history["selected_epoch"] == best["epoch"]
+    assert history["test_accuracy"] == pytest.approx(1 - best["test_error_pct"] / 100)
+    with open(os.path.join(out, "log.json")) as f:
+        assert json.load(f)["files"]["weights"] == os.path.join(out, "weights.params")
+    with open(os.path.join(out, "log.csv")) as f:
+        assert f.readline().startswith("epoch,iteration,lr,train_loss,train_error_pct")
+    # the final weights are the best epoch's, and carry what evaluate needs
+    final, meta = io.read_weights(os.path.join(out, "weights.params"))
+    kept = io.read_weights(os.path.join(out, "best.params"))[0]
+    for name in final:
+        np.testing.assert_array_equal(final[name].asnumpy(), kept[name].asnumpy())
+    assert meta["model"] == "resnet8_cifar" and meta["classes"] == digits.classes
+    assert len(meta["preprocess"]["mean_image"]) == 3
+    # the exported graph computes what the trained network computes
+    net = resnet8()
+    io.load_weights(net, os.path.join(out, "weights.params"))
+    exported = mx.gluon.SymbolBlock.imports(history["files"]["export_symbol"], ["data"],
+                                            history["files"]["export_params"])
+    x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
+    np.testing.assert_allclose(exported(x).asnumpy(), net(x).asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_continues_at_the_same_step_lr_and_weights(digits, tmp_path):
+    d, config = small(digits), fast(epochs=3, schedule="cosine")
+    straight_lrs = LearningRates()
+    straight = training.fit(resnet8(), d, config, out_dir=str(tmp_path / "a"), progress=False,
+                            callbacks=[straight_lrs])
+
+    class Interrupt(training.Callback):
+        def on_batch_end(self, state):
+            if state.epoch == 1 and state.iteration == 10:  # mid epoch 2, after checkpoint 1
+                raise KeyboardInterrupt
+
+    out = str(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(resnet8(), d, config, out_dir=out, progress=False, callbacks=[Interrupt()])
+    assert training.checkpoint_meta(out)["state"]["iteration"] == 8
+    resumed_lrs = LearningRates()
+    resumed = training.fit(resnet8(), d, config, out_dir=out, resume=True, progress=False,
+                           callbacks=[resumed_lrs])
+    assert resumed_lrs.lrs == straight_lrs.lrs[8:]
+    assert [r["iteration"] for r in resumed["epochs"]] == [8, 16, 24]
+    # on CPU, with the same threads, the resumed run is bit-identical to the straight one
+    for a, b in zip(straight["epochs"], resumed["epochs"]):
+        assert (a["train_loss"], a["test_error_pct"]) == (b["train_loss"], b["test_error_pct"])
+    w_a = io.read_weights(str(tmp_path / "a" / "weights.params"))[0]
+    w_b = io.read_weights(os.path.join(out, "weights.params"))[0]
+    for name in w_a:
+        np.testing.assert_array_equal(w_a[name].asnumpy(), w_b[name].asnumpy())
+    assert [r["at_epoch"] for r in resumed["resumed"]] == [1]
+
+
+def test_momentum_survives_a_checkpoint(digits, tmp_path):
+    out = str(tmp_path / "run")
+    net = resnet8()
+    training.fit(net, small(digits), fast(epochs=1), out_dir=out, progress=False)
+    arrays, _ = io.load_arrays(os.path.join(out, "checkpoint.params"))
+    saved = {k: v for k, v in arrays.items() if k.startswith(io.OPTIMIZER_PREFIX)}
+    assert len(saved) == len([p for p in net.collect_params().values()
+                              if p.grad_req != "null"])
+    assert any(float(v.abs().sum().asscalar()) > 0 for v in saved.values())
+    trainer = training.prepare(net, fast())
+    training.load_optimizer_states(trainer, arrays, "checkpoint")
+    again = training.optimizer_states(trainer)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(again[key].asnumpy(), value.asnumpy())
+
+
+def _digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_resume_refuses_another_model_settings_or_fresh_start(digits, tmp_path):
+    out = str(tmp_path / "run")
+    d = small(digits)
+    training.fit(resnet8(), d, fast(epochs=1), out_dir=out, progress=False)
+    ckpt = os.path.join(out, "checkpoint.params")
+    before = _digest(ckpt)
+    other = gluonres.get_model("resnet20_cifar")
+    with pytest.raises(WeightsMismatchError, match="checkpoint of resnet8_cifar, not "
+                                                   "resnet20_cifar"):
+        training.fit(other, d, fast(epochs=1), out_dir=out, resume=True, progress=False)
+    with pytest.raises(GluonresError, match="trained with lr=0.1, not 0.05"):
+        training.fit(resnet8(), d, fast(epochs=1, lr=0.05), out_dir=out, resume=True,
+                     progress=False)
+    with pytest.raises(GluonresError, match="already holds a run.*--resume"):
+        training.fit(resnet8(), d, fast(epochs=1), out_dir=out, progress=False)
+    with pytest.raises(GluonresError, match="data with splits"):
+        training.fit(resnet8(), small(digits, 288), fast(epochs=1), out_dir=out, resume=True,
+                     progress=False)
+    assert _digest(ckpt) == before
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(digits, tmp_path):
+    class Poison(training.Callback):
+        def on_batch_end(self, state):
+            if state.iteration == 10:  # in epoch 2
+                w = state.net.collect_params()["stem_conv_weight"]
+                w.set_data(w.data() * np.nan)
+
+    out = str(tmp_path / "run")
+    d = small(digits)
+    with pytest.raises(TrainingDivergedError, match="loss became nan at iteration 11 "
+                                                    "\\(epoch 2\\).*checkpoint.*epoch 1"):
+        training.fit(resnet8(), d, fast(), out_dir=out, progress=False, callbacks=[Poison()])
+    ckpt = os.path.join(out, "checkpoint.params")
+    meta = training.checkpoint_meta(out)
+    assert meta["state"]["epoch"] == 1
+    arrays = io.read_weights(ckpt)[0]
+    assert all(np.isfinite(a.asnumpy()).all() for a in arrays.values())
+    assert not os.path.exists(os.path.join(out, "weights.params"))
+
+
+def test_callbacks_add_to_the_epoch_record(digits, tmp_path):
+    class GradNorm(training.Callback):
+        def on_batch_end(self, state):
+            self.last = float(state.net.collect_params()["stem_conv_weight"].grad().norm()
+                              .asscalar())
+
+        def on_epoch_end(self, state, record):
+            record["stem_grad_norm"] = self.last
+
+    out = str(tmp_path / "run")
+    history = training.fit(resnet8(), small(digits), fast(), out_dir=out, progress=False,
+                           callbacks=[GradNorm()])
+    assert all(r["stem_grad_norm"] > 0 for r in history["epochs"])
+    with open(os.path.join(out, "log.csv")) as f:
+        assert "stem_grad_norm" in f.readline()
+
+
+def test_fit_is_deterministic_with_a_seed(digits):
+    a = training.fit(resnet8(), small(digits), fast(epochs=1), progress=False)
+    b = training.fit(resnet8(), small(digits), fast(epochs=1), progress=False)
+    assert a["epochs"][0]["train_loss"] == b["epochs"][0]["train_loss"]
+    assert a["epochs"][0]["test_error_pct"] == b["epochs"][0]["test_error_pct"]
+
+
+def test_batch_larger_than_the_data(digits):
+    with pytest.raises(GluonresError, match="fewer than one batch of 512"):
+        training.fit(resnet8(), small(digits, 300), fast(batch_size=512), progress=False)
+
+
+def test_throughput_measures_both_inputs_side_by_side(digits):
+    result = training.throughput(resnet8(), small(digits), fast(), iterations=2, rounds=2,
+                                 progress=False)
+    assert len(result["real_img_s_blocks"]) == len(result["synthetic_img_s_blocks"]) == 2
+    assert result["real_img_s"] > 0 and result["synthetic_img_s"] > 0
+    assert result["ratio"] == pytest.approx(result["real_img_s"] / result["synthetic_img_s"])
+    assert result["machine"]["cores"] >= 1
+
+
+def test_outputs_must_match_the_classes(digits):
+    net = cifar_resnet(8, classes=5)
+    net.model_name = "resnet8_cifar"
+    with pytest.raises(GluonresError, match="5 outputs but 'digits' has 10 classes.*--classes 10"):
+        training.fit(net, small(digits), fast(), progress=False)
