@@ -1,0 +1,182 @@
+"""Fast CPU execution: static graphs, fused for oneDNN where mxnet 1.9.1 allows it.
+
+Three ways to run a network; each uses the network's own ``Parameter`` objects, so
+weights loaded, trained or saved through ``net`` are the ones the fast version uses
+(nothing is copied; save and export ``net`` itself):
+
+* :func:`for_inference` -- the hybridized graph partitioned by the oneDNN subgraph
+  backend (convolution + BatchNorm + ReLU + residual addition fused into one kernel),
+  statically planned memory.
+* :func:`for_training` -- the hybridized graph with statically allocated memory.
+* :class:`CheckpointedStep` -- a forward and backward pass that stores the
+  activations of a few segment boundaries only and recomputes the rest, for networks
+  too deep for memory (ResNet-1202 at batch 128).
+
+docs/performance.md gives the measurements behind each choice.
+"""
+import math
+import warnings
+
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from .analysis import default_input_shape
+
+INPUT = "data"
+
+
+def _symbol_block(net, sym):
+    """A SymbolBlock over ``sym`` that uses ``net``'s Parameter objects."""
+    with warnings.catch_warnings():
+        # SymbolBlock cannot know the input's dtype before the first call; float32 it is
+        warnings.filterwarnings("ignore", "Cannot decide type")
+        return gluon.SymbolBlock(sym, mx.sym.var(INPUT), params=net.collect_params())
+
+
+def _check_initialized(net):
+    try:
+        for p in net.collect_params().values():
+            p.data()
+    except RuntimeError as err:
+        from .errors import GluonresError
+        raise GluonresError("the network has no weights yet; call net.initialize() or load "
+                            "weights first") from err
+
+
+def for_training(net):
+    """Hybridize ``net`` for training with statically allocated memory; return it.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock
+        ``net`` itself, hybridized with ``static_alloc=True``.
+
+    Notes
+    -----
+    Not ``static_shape``: with it, mxnet 1.9.1 never writes BatchNorm's running
+    statistics back to the parameters during training, so a trained network would
+    predict with its initial statistics (tests/test_speed.py shows both). For the same
+    reason BatchNorm + ReLU is not fused for training: the fused
+    ``_contrib_BatchNormWithReLU`` computes the same gradients ~15% faster but never
+    updates its running statistics either.
+    """
+    net.hybridize(static_alloc=True)
+    return net
+
+
+def for_inference(net, batch_size=1, input_shape=None, fuse=True):
+    """A block for fast prediction with ``net``'s current and future weights.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+        An initialised network.
+    batch_size : int, default 1
+        Batch the memory plan is made for (other sizes work, re-planned).
+    input_shape : tuple, optional
+        Full ``(N, C, H, W)``; overrides ``batch_size`` and the native image size.
+    fuse : bool, default True
+        Partition the graph with the oneDNN (``MKLDNN``) subgraph backend: each
+        convolution absorbs its BatchNorm (folded into the weights, refolded when they
+        change), ReLU and residual addition. ``False``: the plain static graph.
+
+    Returns
+    -------
+    mxnet.gluon.SymbolBlock
+        For inference only (the fused operators have no backward). Outputs match
+        ``net`` to float32 rounding (folding BatchNorm reorders the arithmetic).
+    """
+    _check_initialized(net)
+    shape = tuple(input_shape or default_input_shape(net, batch_size))
+    block = _symbol_block(net, net(mx.sym.var(INPUT)))
+    x = mx.nd.zeros(shape)
+    if fuse:
+        block.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
+    else:
+        block.hybridize(static_alloc=True, static_shape=True)
+    block(x).wait_to_read()  # plan memory and fold weights now, not on the first request
+    return block
+
+
+def _units(net):
+    """The network as a flat list of blocks applied in sequence (stem, units, head)."""
+    from .models.resnet import ResNet
+    if not isinstance(net, ResNet):
+        from .errors import GluonresError
+        raise GluonresError(f"checkpointed training needs a gluonres ResNet, got "
+                            f"{type(net).__name__}; train it with for_training instead")
+    return [*net.stem, *(unit for stage in net.stages for unit in stage), *net.head]
+
+
+class CheckpointedStep:
+    """Forward and backward of ``loss_fn(net(x), y)`` keeping few activations.
+
+    The network is cut into about ``sqrt(units)`` segments. The forward pass keeps only
+    each segment's input; the backward pass recomputes one segment at a time, with
+    autograd recording, and back-propagates through it. Memory for activations falls
+    from all units to about ``2 * sqrt(units)`` of them, for one extra forward pass.
+
+    Gradients and BatchNorm running statistics are those of an ordinary step: the
+    recomputation sees the same input and weights, and mxnet updates the running
+    statistics in the backward pass, which runs once per segment.
+
+    Parameters
+    ----------
+    net : gluonres.models.ResNet
+        An initialised network; its units are hybridized (static memory) here.
+    loss_fn : mxnet.gluon.HybridBlock
+        A per-sample loss such as ``gluon.loss.SoftmaxCrossEntropyLoss()``.
+    segments : int, optional
+        Number of segments; default ``round(sqrt(units))``.
+
+    Notes
+    -----
+    A call replaces ``with autograd.record(): loss = loss_fn(net(x), y)`` and
+    ``loss.backward()``; then ``trainer.step(batch_size)`` as usual.
+
+    MXNet's own backward mirroring (``MXNET_BACKWARD_DO_MIRROR``) cannot do this for
+    Gluon: mxnet 1.9.1's CachedOp builds its backward graph without a mirror function,
+    and in the symbolic executor, which has one, it raised the peak memory of a
+    ResNet-110 step instead of lowering it (docs/performance.md).
+    """
+
+    def __init__(self, net, loss_fn, segments=None):
+        _check_initialized(net)
+        units = _units(net)
+        k = max(1, min(len(units), segments or round(math.sqrt(len(units)))))
+        bounds = [round(i * len(units) / k) for i in range(k + 1)]
+        self.segments = [units[a:b] for a, b in zip(bounds, bounds[1:])]
+        self._loss_fn = loss_fn
+        for block in units:
+            block.hybridize()
+
+    @staticmethod
+    def _run(segment, x):
+        for block in segment:
+            x = block(x)
+        return x
+
+    def __call__(self, x, y):
+        """One forward and backward pass; returns ``(per-sample loss, outputs)``."""
+        inputs = [x]
+        with autograd.pause(train_mode=True):  # BatchNorm uses batch statistics
+            for segment in self.segments[:-1]:
+                inputs.append(self._run(segment, inputs[-1]))
+        last = inputs[-1]
+        last.attach_grad()
+        with autograd.record():
+            out = self._run(self.segments[-1], last)
+            loss = self._loss_fn(out, y)
+        loss.backward()
+        grad = last.grad
+        for segment, inp in zip(self.segments[-2::-1], inputs[-2::-1]):
+            inp.attach_grad()
+            with autograd.record():
+                seg_out = self._run(segment, inp)
+            seg_out.backward(grad)
+            grad = inp.grad
+        return loss, out
