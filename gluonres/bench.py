@@ -44,7 +44,8 @@ GLUONCV_PEERS = {
 KEYS = ("hybrid_fwd_img_s", "imperative_fwd_img_s", "gluoncv_fwd_img_s",
         "onnxruntime_fwd_img_s", "int8_fwd_img_s", "openvino_fwd_img_s", "torch_fwd_img_s",
         "hybrid_train_img_s", "imperative_train_img_s", "gluoncv_train_img_s",
-        "torch_train_img_s", "realdata_train_img_s")
+        "gluoncv_static_train_img_s", "gluoncv_imperative_train_img_s", "torch_train_img_s",
+        "realdata_train_img_s")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS_SCRIPT = os.path.join(REPO, "benchmarks", "peers.py")
 DEFAULT_PEERS_PYTHON = os.path.join(REPO, ".venv-peers", "bin", "python")
@@ -333,7 +334,6 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     fwd.append(local("hybrid_fwd", _forward(speed.for_inference(net, batch), x), batch))
     fwd.append(local("imperative_fwd", _forward(_net(name), x), batch))
     peer_name = GLUONCV_PEERS.get(name)
-    gcv_fwd = gcv_train = None
     if peer_name:
         gcv_fwd = _gluoncv(peer_name)
         gcv_fwd.hybridize(static_alloc=True, static_shape=True)
@@ -366,10 +366,17 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         train.append(local("imperative_train",
                            _train_step(imp, imp.collect_params(), x, y), batch))
         if peer_name:
-            gcv_train = _gluoncv(peer_name)
-            gcv_train.hybridize(static_alloc=True)
-            train.append(local("gluoncv_train",
-                               _train_step(gcv_train, gcv_train.collect_params(), x, y), batch))
+            # GluonCV as its training scripts run it (hybridize()), with static memory,
+            # and imperative: what makes its hybridized step slow
+            for variant, flags in (("gluoncv_train", {}),
+                                   ("gluoncv_static_train", {"static_alloc": True,
+                                                             "static_shape": True}),
+                                   ("gluoncv_imperative_train", None)):
+                gcv = _gluoncv(peer_name)
+                if flags is not None:
+                    gcv.hybridize(**flags)
+                train.append(local(variant, _train_step(gcv, gcv.collect_params(), x, y),
+                                   batch))
         if peers is not None:
             t = peers.timer("torch_train", batch, **torch_kwargs)
             if t is not None:
@@ -429,6 +436,10 @@ def ratios(record):
         "hybrid_vs_imperative_train": r("hybrid_train_img_s", "imperative_train_img_s"),
         "hybrid_vs_torch_train": r("hybrid_train_img_s", "torch_train_img_s"),
         "hybrid_vs_gluoncv_train": r("hybrid_train_img_s", "gluoncv_train_img_s"),
+        "gluoncv_hybrid_vs_imperative_train": r("gluoncv_train_img_s",
+                                                "gluoncv_imperative_train_img_s"),
+        "gluoncv_static_vs_imperative_train": r("gluoncv_static_train_img_s",
+                                                "gluoncv_imperative_train_img_s"),
         "realdata_vs_synthetic_train": r("realdata_train_img_s", "hybrid_train_img_s"),
     }
 
@@ -480,7 +491,10 @@ def table(record):
             ("openvino_fwd_img_s", "OpenVINO fwd"), ("int8_fwd_img_s", "INT8 fwd"),
             ("torch_fwd_img_s", "PyTorch fwd"), ("hybrid_train_img_s", "hybrid train"),
             ("imperative_train_img_s", "imperative train"),
-            ("gluoncv_train_img_s", "GluonCV train"), ("torch_train_img_s", "PyTorch train"),
+            ("gluoncv_train_img_s", "GluonCV train"),
+            ("gluoncv_static_train_img_s", "GluonCV static train"),
+            ("gluoncv_imperative_train_img_s", "GluonCV imperative train"),
+            ("torch_train_img_s", "PyTorch train"),
             ("realdata_train_img_s", "real-data train")]
 
     def fmt(v, digits=0):
@@ -501,4 +515,74 @@ def table(record):
     for m in record["models"]:
         lines.append(f"| {m['model']} | " +
                      " | ".join(fmt(v, 2) for v in m["ratios"].values()) + " |")
+    mem = record.get("memory")
+    if mem:
+        s, c = mem["static"], mem["checkpointed"]
+        lines += ["", f"{mem['model']} training step at batch {mem['batch']}: peak RSS "
+                  f"{s['peak_rss_mb']:,.0f} MB ordinary, {c['peak_rss_mb']:,.0f} MB "
+                  f"checkpointed ({100 * mem['memory_saved']:.0f}% less), "
+                  f"{s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s per step "
+                  f"({100 * mem['time_cost']:+.0f}% time)."]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- memory
+MEMORY_MODES = ("static", "checkpointed")
+
+
+def memory_child(model, batch, steps, mode):
+    """Train ``steps`` synthetic steps one way; print peak RSS and seconds per step.
+
+    Runs in a fresh process (see :func:`memory`), so the peak belongs to this mode only.
+    """
+    import resource
+    net = _net(model)
+    x = mx.nd.random.uniform(-1, 1, shape=default_input_shape(net, batch))
+    y = mx.nd.array(np.arange(batch) % net.classes)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4})
+    mx.nd.waitall()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if mode == "checkpointed":
+        forward_backward = speed.CheckpointedStep(net, loss_fn)
+    else:
+        block = speed.for_training(net)
+
+        def forward_backward(x, y):
+            with autograd.record():
+                loss = loss_fn(block(x), y)
+            loss.backward()
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        forward_backward(x, y)
+        trainer.step(batch)
+        mx.nd.waitall()
+        seconds.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"mode": mode, "peak_rss_mb": peak, "rss_before_mb": before,
+                      "seconds_per_step": seconds}))
+
+
+def memory(model="resnet1202_cifar", batch=128, steps=3):
+    """Peak memory and step time of a training step, ordinary vs checkpointed.
+
+    Each mode runs in its own process; the first step (planning, allocation) is
+    excluded from the time, not from the peak.
+    """
+    out = {"model": model, "batch": batch, "steps": steps}
+    for mode in MEMORY_MODES:
+        code = (f"from gluonres.bench import memory_child; "
+                f"memory_child({model!r}, {batch}, {steps}, {mode!r})")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{mode} memory run failed: {proc.stderr.strip()[-500:]}")
+        rec = json.loads(proc.stdout.strip().splitlines()[-1])
+        rec["median_step_s"] = float(np.median(rec["seconds_per_step"][1:] or
+                                               rec["seconds_per_step"]))
+        out[mode] = rec
+    s, c = out["static"], out["checkpointed"]
+    out["memory_saved"] = 1 - c["peak_rss_mb"] / s["peak_rss_mb"]
+    out["time_cost"] = c["median_step_s"] / s["median_step_s"] - 1
+    return out

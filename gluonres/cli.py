@@ -112,6 +112,9 @@ def cmd_bench(args):
                        iters=args.iters, peers_python=args.peers_python,
                        real_data=args.real_data,
                        progress=lambda name, r, n: log(f"{name}: repeat {r}/{n}"))
+    if args.memory:
+        log(f"memory: {args.memory} at batch {args.batch}, ordinary vs checkpointed step")
+        record["memory"] = bench.memory(args.memory, args.batch, args.memory_steps)
     text = bench.table(record)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -192,6 +195,10 @@ def build_parser():
                         "(`make peers`); a missing one skips them with a note")
     p.add_argument("--real-data", action="store_true",
                    help="also time training fed by gluonres.data's CIFAR-10 pipeline")
+    p.add_argument("--memory", metavar="MODEL",
+                   help="also measure peak memory of MODEL's training step, ordinary vs "
+                        "checkpointed (e.g. resnet1202_cifar; each in its own process)")
+    p.add_argument("--memory-steps", type=int, default=3, help="steps per memory run")
     p.add_argument("--out", help="write the record (JSON) and its table (.md) here")
     p.set_defaults(run=cmd_bench)
     return parser

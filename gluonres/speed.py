@@ -1,19 +1,21 @@
 """Fast CPU execution: static graphs, fused for oneDNN where mxnet 1.9.1 allows it.
 
-Three ways to run a network; each uses the network's own ``Parameter`` objects, so
-weights loaded, trained or saved through ``net`` are the ones the fast version uses
+Three ways to run a network; each uses the network's own ``Parameter`` objects
 (nothing is copied; save and export ``net`` itself):
 
 * :func:`for_inference` -- the hybridized graph partitioned by the oneDNN subgraph
   backend (convolution + BatchNorm + ReLU + residual addition fused into one kernel),
   statically planned memory.
-* :func:`for_training` -- the hybridized graph with statically allocated memory.
+* :func:`for_training` -- the hybridized graph with every BatchNorm whose only consumer
+  is a ReLU replaced by oneDNN's fused ``BatchNormWithReLU`` (forward and backward),
+  statically planned memory.
 * :class:`CheckpointedStep` -- a forward and backward pass that stores the
   activations of a few segment boundaries only and recomputes the rest, for networks
   too deep for memory (ResNet-1202 at batch 128).
 
 docs/performance.md gives the measurements behind each choice.
 """
+import json
 import math
 import warnings
 
@@ -43,33 +45,82 @@ def _check_initialized(net):
                             "weights first") from err
 
 
-def for_training(net):
-    """Hybridize ``net`` for training with statically allocated memory; return it.
+def fuse_bn_relu(sym):
+    """Replace each BatchNorm -> ReLU pair by one ``_contrib_BatchNormWithReLU``.
+
+    A BatchNorm is fused only when the ReLU is its single consumer, so no other node
+    needs the un-activated values. Parameter names are unchanged; outputs, gradients
+    and running statistics are those of the unfused graph (tests/test_speed.py).
+
+    Parameters
+    ----------
+    sym : mxnet.symbol.Symbol
+
+    Returns
+    -------
+    (mxnet.symbol.Symbol, int)
+        The rewritten graph and the number of pairs fused.
+    """
+    graph = json.loads(sym.tojson())
+    nodes = graph["nodes"]
+    uses = {}
+    for node in nodes:
+        for src, *_ in node["inputs"]:
+            uses[src] = uses.get(src, 0) + 1
+    outputs = {h[0] for h in graph["heads"]}
+    bypass = {}  # ReLU node -> the BatchNorm node that now applies it
+    for i, node in enumerate(nodes):
+        is_relu = node["op"] == "relu" or (node["op"] == "Activation" and
+                                           node.get("attrs", {}).get("act_type") == "relu")
+        if not is_relu:
+            continue
+        src = node["inputs"][0][0]
+        if nodes[src]["op"] == "BatchNorm" and uses[src] == 1 and src not in outputs:
+            nodes[src]["op"] = "_contrib_BatchNormWithReLU"
+            bypass[i] = src
+    for node in nodes:
+        node["inputs"] = [[bypass.get(src, src), *rest] for src, *rest in node["inputs"]]
+    graph["heads"] = [[bypass.get(src, src), *rest] for src, *rest in graph["heads"]]
+    # the bypassed ReLU nodes are unreachable now; loading drops them
+    return mx.sym.load_json(json.dumps(graph)), len(bypass)
+
+
+def for_training(net, fuse=True):
+    """A hybridized block that trains ``net``'s parameters faster.
 
     Parameters
     ----------
     net : mxnet.gluon.HybridBlock
+        An initialised network (deferred shapes known: call it once or load weights).
+    fuse : bool, default True
+        Fuse BatchNorm + ReLU (:func:`fuse_bn_relu`); ``False`` gives the plain static
+        graph of ``net``, for comparison.
 
     Returns
     -------
     mxnet.gluon.HybridBlock
-        ``net`` itself, hybridized with ``static_alloc=True``.
+        Call it instead of ``net`` inside ``autograd.record()``; its gradients and
+        BatchNorm statistics land in ``net.collect_params()``, so a ``gluon.Trainer``
+        over those trains ``net``. Memory is planned once (``static_alloc``,
+        ``static_shape``); another batch shape (a smaller last batch) re-plans.
 
     Notes
     -----
-    Not ``static_shape``: with it, mxnet 1.9.1 never writes BatchNorm's running
-    statistics back to the parameters during training, so a trained network would
-    predict with its initial statistics (tests/test_speed.py shows both). For the same
-    reason BatchNorm + ReLU is not fused for training: the fused
-    ``_contrib_BatchNormWithReLU`` computes the same gradients ~15% faster but never
-    updates its running statistics either.
+    In mxnet 1.9.1 a static graph's BatchNorm updates its running statistics without
+    telling the engine, so ``param.data().asnumpy()`` right after a step can return the
+    old values. Call ``mx.nd.waitall()`` before reading or saving them (a checkpoint).
     """
-    net.hybridize(static_alloc=True)
-    return net
+    _check_initialized(net)
+    block = net
+    if fuse:
+        sym, _ = fuse_bn_relu(net(mx.sym.var(INPUT)))
+        block = _symbol_block(net, sym)
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
 
 
 def for_inference(net, batch_size=1, input_shape=None, fuse=True):
-    """A block for fast prediction with ``net``'s current and future weights.
+    """A block for fast prediction with ``net``'s current weights.
 
     Parameters
     ----------
@@ -81,14 +132,17 @@ def for_inference(net, batch_size=1, input_shape=None, fuse=True):
         Full ``(N, C, H, W)``; overrides ``batch_size`` and the native image size.
     fuse : bool, default True
         Partition the graph with the oneDNN (``MKLDNN``) subgraph backend: each
-        convolution absorbs its BatchNorm (folded into the weights, refolded when they
-        change), ReLU and residual addition. ``False``: the plain static graph.
+        convolution absorbs its BatchNorm (folded into the weights on the first
+        call), ReLU and residual addition. ``False``: the plain static graph.
 
     Returns
     -------
     mxnet.gluon.SymbolBlock
         For inference only (the fused operators have no backward). Outputs match
-        ``net`` to float32 rounding (folding BatchNorm reorders the arithmetic).
+        ``net`` to float32 rounding (folding BatchNorm reorders the arithmetic). The
+        fold is cached: after loading or training new weights into ``net``, call
+        ``for_inference`` again (oneDNN refolds when a convolution's weights change,
+        but not when only a BatchNorm's do).
     """
     _check_initialized(net)
     shape = tuple(input_shape or default_input_shape(net, batch_size))
