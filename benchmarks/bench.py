@@ -13,5 +13,6 @@ from gluonres.cli import main
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["resnet56_cifar", "--batch", "128", "--repeats", "7",
-                            "--real-data", "--out", "results/bench-resnet56_cifar.json"]
+                            "--real-data", "--memory", "resnet1202_cifar",
+                            "--out", "results/bench-resnet56_cifar.json"]
     sys.exit(main(["bench", *args]))
