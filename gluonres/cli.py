@@ -113,8 +113,9 @@ def cmd_bench(args):
                        real_data=args.real_data,
                        progress=lambda name, r, n: log(f"{name}: repeat {r}/{n}"))
     if args.memory:
-        log(f"memory: {args.memory} at batch {args.batch}, ordinary vs checkpointed step")
-        record["memory"] = bench.memory(args.memory, args.batch, args.memory_steps)
+        mbatch = args.memory_batch or args.batch
+        log(f"memory: {args.memory} at batch {mbatch}, ordinary vs checkpointed step")
+        record["memory"] = bench.memory(args.memory, mbatch, args.memory_steps)
     text = bench.table(record)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -198,6 +199,7 @@ def build_parser():
     p.add_argument("--memory", metavar="MODEL",
                    help="also measure peak memory of MODEL's training step, ordinary vs "
                         "checkpointed (e.g. resnet1202_cifar; each in its own process)")
+    p.add_argument("--memory-batch", type=int, help="batch of the memory runs (default: --batch)")
     p.add_argument("--memory-steps", type=int, default=3, help="steps per memory run")
     p.add_argument("--out", help="write the record (JSON) and its table (.md) here")
     p.set_defaults(run=cmd_bench)
