@@ -203,34 +203,33 @@ class CheckpointedStep:
         units = _units(net)
         k = max(1, min(len(units), segments or round(math.sqrt(len(units)))))
         bounds = [round(i * len(units) / k) for i in range(k + 1)]
-        self.segments = [units[a:b] for a, b in zip(bounds, bounds[1:])]
+        self.segments = []
+        for a, b in zip(bounds, bounds[1:]):
+            segment = gluon.nn.HybridSequential(prefix="")
+            segment.add(*units[a:b])  # the units stay in `net` too, with the same names
+            # one graph per segment; not static_alloc, whose buffers would outlive the
+            # segment's turn and keep every activation after all
+            segment.hybridize()
+            self.segments.append(segment)
         self._loss_fn = loss_fn
-        for block in units:
-            block.hybridize()
-
-    @staticmethod
-    def _run(segment, x):
-        for block in segment:
-            x = block(x)
-        return x
 
     def __call__(self, x, y):
         """One forward and backward pass; returns ``(per-sample loss, outputs)``."""
         inputs = [x]
         with autograd.pause(train_mode=True):  # BatchNorm uses batch statistics
             for segment in self.segments[:-1]:
-                inputs.append(self._run(segment, inputs[-1]))
+                inputs.append(segment(inputs[-1]))
         last = inputs[-1]
         last.attach_grad()
         with autograd.record():
-            out = self._run(self.segments[-1], last)
+            out = self.segments[-1](last)
             loss = self._loss_fn(out, y)
         loss.backward()
         grad = last.grad
         for segment, inp in zip(self.segments[-2::-1], inputs[-2::-1]):
             inp.attach_grad()
             with autograd.record():
-                seg_out = self._run(segment, inp)
+                seg_out = segment(inp)
             seg_out.backward(grad)
             grad = inp.grad
         return loss, out
