@@ -289,7 +289,7 @@ class Peers:
             self.proc.wait(timeout=60)
 
 
-def _real_data_step(step_images, batch):
+def _real_data_batches(batch):
     """Training images from ``gluonres.data`` (issue 3's pipeline), or ``None``.
 
     Returns a function producing the next ``(x, y)`` batch, decoded and augmented on the
@@ -402,7 +402,7 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
             if t is not None:
                 train.append(t)
         if real_data:
-            next_batch = _real_data_step(batch, batch)
+            next_batch = _real_data_batches(batch)
             if next_batch is None:
                 notes["realdata"] = ("pending: gluonres.data has no load()/epoch_batches() "
                                      "yet (issue 3's pipeline)")

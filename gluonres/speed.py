@@ -181,7 +181,8 @@ class CheckpointedStep:
     Parameters
     ----------
     net : gluonres.models.ResNet
-        An initialised network; its units are hybridized (static memory) here.
+        An initialised network; its units are regrouped into hybridized segments here
+        (dynamic memory, so a segment's activations are freed after its turn).
     loss_fn : mxnet.gluon.HybridBlock
         A per-sample loss such as ``gluon.loss.SoftmaxCrossEntropyLoss()``.
     segments : int, optional
