@@ -464,7 +464,7 @@ def ratios(record):
     }
 
 
-def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=DEFAULT_PEERS_PYTHON,
+def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=None,
         real_data=False, progress=None):
     """Benchmark ``models``; return the full record (machine, GEMM ceiling, per model).
 
@@ -479,7 +479,7 @@ def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=DEFAULT_PE
                             f"warmup={warmup}")
     for name in models:
         get_model(name)  # unknown names fail before any timing
-    peers = Peers(peers_python)
+    peers = Peers(peers_python or DEFAULT_PEERS_PYTHON)
     try:
         record = {"machine": machine(), "batch": batch, "repeats": repeats,
                   "warmup": warmup, "iters_per_sample": iters,

@@ -548,7 +548,6 @@ def build_parser():
     p.add_argument("--export-dir", help="keep the export here (default: a temporary folder)")
     p.set_defaults(run=cmd_int8_bench)
 
-    from gluonres.bench import DEFAULT_PEERS_PYTHON
     p = sub.add_parser("bench", parents=[common],
                        help="side-by-side speed: hybridized, imperative, GluonCV, ONNX "
                             "Runtime, INT8, OpenVINO, PyTorch")
@@ -558,9 +557,10 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per variant")
     p.add_argument("--iters", type=int, default=2, help="calls per timed sample")
-    p.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON,
-                   help="interpreter with torch/openvino for the optional peers "
-                        "(`make peers`); a missing one skips them with a note")
+    p.add_argument("--peers-python",
+                   help="interpreter with torch/openvino for the optional peers (default: "
+                        ".venv-peers/bin/python from `make peers`); a missing one skips them "
+                        "with a note")
     p.add_argument("--real-data", action="store_true",
                    help="also time training fed by gluonres.data's CIFAR-10 pipeline")
     p.add_argument("--memory", metavar="MODEL",
