@@ -159,15 +159,17 @@ def _forward(block, x):
     return lambda: block(x).wait_to_read()
 
 
-def _train_step(block, params, x, y):
+def _train_step(block, params, x, y, next_batch=None):
+    """One SGD step of ``block`` on the fixed batch ``(x, y)``, or on ``next_batch()``."""
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.01, "momentum": 0.9,
                                             "wd": 1e-4})
     batch = x.shape[0]
 
     def step():
+        bx, by = next_batch() if next_batch else (x, y)
         with autograd.record():
-            loss = loss_fn(block(x), y)
+            loss = loss_fn(block(bx), by)
         loss.backward()
         trainer.step(batch)
         mx.nd.waitall()
@@ -289,39 +291,36 @@ class Peers:
             self.proc.wait(timeout=60)
 
 
-def _real_data_batches(batch):
-    """Training images from ``gluonres.data`` (issue 3's pipeline), or ``None``.
+def _real_data_batches(spec, batch):
+    """Training batches exactly as ``gluonres train`` feeds them, endlessly.
 
-    Returns a function producing the next ``(x, y)`` batch, decoded and augmented on the
-    fly with the library's own augmentation.
+    Loaded with :func:`gluonres.data.load` (``spec``: ``cifar10``, ``digits`` or a
+    path), augmented (pad-crop-flip) and normalised by the training pipeline itself
+    (:func:`gluonres.data.epoch_batches`, :func:`gluonres.training.to_input`), so the
+    measurement includes everything a real epoch spends outside the network.
+
+    Returns
+    -------
+    callable
+        Each call returns the next ``(x, y)`` batch.
     """
-    from . import data
-    if not (hasattr(data, "load") and hasattr(data, "epoch_batches")):
-        return None
-    dataset = data.load("cifar10", progress=False)
-    mean = dataset.train.images.reshape(-1, 3).mean(0) / 255
-    std = dataset.train.images.reshape(-1, 3).std(0) / 255
-    scale = mx.nd.array(1 / (255 * std)).reshape((1, 3, 1, 1))
-    shift = mx.nd.array(mean / std).reshape((1, 3, 1, 1))
-    state = {"epoch": 0, "it": None}
+    from . import data, training
+    from .preprocess import Preprocess
+    dataset = data.load(spec, progress=False)
+    config = training.TrainConfig(batch_size=batch)
+    preprocess = Preprocess.fit(dataset.train.images, config.normalize)
 
-    def next_batch():
+    def batches():
+        epoch = 0
         while True:
-            if state["it"] is None:
-                state["it"] = data.epoch_batches(dataset.train, batch, 0, state["epoch"])
-            try:
-                images, labels = next(state["it"])
-                break
-            except StopIteration:
-                state["epoch"] += 1
-                state["it"] = None
-        x = mx.nd.array(images, dtype="uint8").transpose((0, 3, 1, 2)).astype("float32")
-        return mx.nd.broadcast_sub(mx.nd.broadcast_mul(x, scale), shift), \
-            mx.nd.array(labels, dtype="float32")
-    return next_batch
+            yield from data.epoch_batches(dataset.train, batch, config.seed, epoch,
+                                          config.pad, config.flip)
+            epoch += 1
+    stream = batches()
+    return lambda: training.to_input(*next(stream), preprocess, mx.cpu())
 
 
-def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_data=False,
+def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_data=None,
                 progress=None):
     """Time every variant of one model side by side; return its JSON record.
 
@@ -334,8 +333,9 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     repeats, warmup, iters : int
         Timed rounds (median reported), warm-up calls per variant, calls per sample.
     peers : Peers, optional
-    real_data : bool
-        Also time training fed by ``gluonres.data`` (when that pipeline exists).
+    real_data : str, optional
+        A data spec (``cifar10``, ``digits``, a path): also time the training step fed
+        by the training pipeline with that data.
     """
     net = _net(name)
     shape = default_input_shape(net, batch)
@@ -402,25 +402,12 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
             if t is not None:
                 train.append(t)
         if real_data:
-            next_batch = _real_data_batches(batch)
-            if next_batch is None:
-                notes["realdata"] = ("pending: gluonres.data has no load()/epoch_batches() "
-                                     "yet (issue 3's pipeline)")
-            else:
-                real_net = _net(name)
-                real_fast = speed.for_training(real_net)
-                loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-                trainer = gluon.Trainer(real_net.collect_params(), "sgd",
-                                        {"learning_rate": 0.01, "momentum": 0.9})
-
-                def real_step():
-                    bx, by = next_batch()
-                    with autograd.record():
-                        loss = loss_fn(real_fast(bx), by)
-                    loss.backward()
-                    trainer.step(batch)
-                    mx.nd.waitall()
-                train.append(local("realdata_train", real_step, batch))
+            # the same step as hybrid_train, fed by the training pipeline
+            real = speed.for_training(_net(name))
+            train.append(local("realdata_train",
+                               _train_step(real, real.collect_params(), x, y,
+                                           _real_data_batches(real_data, batch)), batch))
+            notes["realdata"] = f"training batches from {real_data} (augmented, normalised)"
 
         errors = interleaved(fwd + train, repeats, warmup, iters, progress)
 
@@ -465,7 +452,7 @@ def ratios(record):
 
 
 def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=None,
-        real_data=False, progress=None):
+        real_data=None, progress=None):
     """Benchmark ``models``; return the full record (machine, GEMM ceiling, per model).
 
     Raises

@@ -561,8 +561,9 @@ def build_parser():
                    help="interpreter with torch/openvino for the optional peers (default: "
                         ".venv-peers/bin/python from `make peers`); a missing one skips them "
                         "with a note")
-    p.add_argument("--real-data", action="store_true",
-                   help="also time training fed by gluonres.data's CIFAR-10 pipeline")
+    p.add_argument("--real-data", metavar="DATA",
+                   help="also time the training step fed by the training pipeline with DATA "
+                        "(cifar10, digits or a path, e.g. ../shared/data/cifar10-jpg.tar.gz)")
     p.add_argument("--memory", metavar="MODEL",
                    help="also measure peak memory of MODEL's training step, ordinary vs "
                         "checkpointed (e.g. resnet1202_cifar; each in its own process)")

@@ -275,15 +275,26 @@ class TrainState:
 
 # ---------------------------------------------------------------------------- the step
 def prepare(net, config, ctx=None):
-    """Hybridize ``net`` for training and build its ``gluon.Trainer`` (SGD).
+    """The block that runs the training steps of ``net``, and its ``gluon.Trainer`` (SGD).
 
-    The one place that decides how a network executes during training.
+    The one place that decides how a network executes during training: the static graph
+    of :func:`gluonres.speed.for_training` (BatchNorm+ReLU fused; same gradients and
+    statistics, measured faster by ``gluonres bench``), whose updates land in ``net``'s
+    parameters. ``net`` itself is hybridized for evaluation. Its BatchNorm statistics
+    arrive without an engine dependency: call ``mx.nd.waitall()`` before reading them.
+
+    Returns
+    -------
+    (mxnet.gluon.HybridBlock, mxnet.gluon.Trainer)
     """
+    from . import speed
+    step = speed.for_training(net)
     net.hybridize(static_alloc=True, static_shape=True)
-    return gluon.Trainer(net.collect_params(), "sgd",
-                         {"learning_rate": config.lr, "momentum": config.momentum,
-                          "wd": config.wd},
-                         kvstore=config.kvstore)
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": config.lr, "momentum": config.momentum,
+                             "wd": config.wd},
+                            kvstore=config.kvstore)
+    return step, trainer
 
 
 def train_step(net, trainer, loss_fn, x, y):
@@ -500,7 +511,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         initialize(net, config.seed, ctx)
         preprocess = Preprocess.fit(train.images, config.normalize)
     net(mx.nd.zeros((1, 3) + train.images.shape[1:3], ctx=ctx))  # completes deferred shapes
-    trainer = prepare(net, config, ctx)
+    step, trainer = prepare(net, config, ctx)
     if resume:
         load_optimizer_states(trainer, arrays, repr(ckpt))
     state = TrainState(net, trainer, config, preprocess, out_dir=out_dir,
@@ -537,7 +548,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
                 trainer.set_learning_rate(state.lr)
                 x, y = to_input(images, labels, preprocess, ctx)
                 state.loss, state.error = (float(v) for v in
-                                           train_step(net, trainer, loss_fn, x, y).asnumpy())
+                                           train_step(step, trainer, loss_fn, x, y).asnumpy())
                 if not (math.isfinite(state.loss) and math.isfinite(state.error)):
                     raise TrainingDivergedError(_diverged(f"the loss became {state.loss}",
                                                           state, ckpt))
@@ -554,6 +565,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         finally:
             bar.close()
         train_s = time.time() - epoch_start
+        mx.nd.waitall()  # the static graph's BatchNorm statistics (see prepare)
         if not _finite(net):
             raise TrainingDivergedError(_diverged("the weights became NaN/inf", state, ckpt,
                                                   when="by the end of"))
@@ -772,7 +784,7 @@ def throughput(net, data, config=None, iterations=5, rounds=12, ctx=None, progre
     initialize(net, config.seed, ctx)
     preprocess = Preprocess.fit(data.train.images, config.normalize)
     net(mx.nd.zeros((1, 3) + data.train.images.shape[1:3], ctx=ctx))
-    trainer = prepare(net, config, ctx)
+    step, trainer = prepare(net, config, ctx)
     trainer.set_learning_rate(config.lr)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
@@ -790,7 +802,7 @@ def throughput(net, data, config=None, iterations=5, rounds=12, ctx=None, progre
         start = time.perf_counter()
         for _ in range(n):
             x, y = to_input(*next(stream), preprocess, ctx) if real else fixed
-            train_step(net, trainer, loss_fn, x, y).asnumpy()
+            train_step(step, trainer, loss_fn, x, y).asnumpy()
         return time.perf_counter() - start
 
     timed(True, 3), timed(False, 3)

@@ -196,7 +196,7 @@ def test_momentum_survives_a_checkpoint(digits, tmp_path):
     assert len(saved) == len([p for p in net.collect_params().values()
                               if p.grad_req != "null"])
     assert any(float(v.abs().sum().asscalar()) > 0 for v in saved.values())
-    trainer = training.prepare(net, fast())
+    _, trainer = training.prepare(net, fast())
     training.load_optimizer_states(trainer, arrays, "checkpoint")
     again = training.optimizer_states(trainer)
     for key, value in saved.items():
