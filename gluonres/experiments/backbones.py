@@ -222,9 +222,9 @@ def format_table(record):
 # ---------------------------------------------------------------------------- training
 #: The JPEG caveat written beside every accuracy measured on the shared CIFAR-10.
 JPEG_CAVEAT = ("CIFAR-10 stored as JPEG: compression artifacts cost about 10 points of "
-               "accuracy against the lossless set (the reference ResNet-20 scores 91.7% on "
-               "lossless CIFAR-10 and 81.03% on this copy); compare these numbers with each "
-               "other, not with published CIFAR-10 results")
+               "accuracy against the lossless set (the shared reference ResNet-20 weights "
+               "score 81.03% on this copy); compare these numbers with each other, not "
+               "with published CIFAR-10 results")
 
 
 @dataclass(frozen=True)
@@ -240,15 +240,14 @@ class TrainSetup:
     why: str
 
 
-_STRIDE32 = ("an ImageNet stem (stride 4 before the first stage, 32 overall): 64x64 "
-             "leaves 2x2 maps at the end, 32x32 would leave 1x1 after quartering the "
-             "image in the stem")
-_NO_BN = ("; lr 0.01 because it has no BatchNorm (torchvision's reference recipe for "
-          "AlexNet and VGG; 0.1 diverges)")
+_STRIDE32 = ("an ImageNet network of total stride 32: 64x64 leaves 2x2 maps at the end, "
+             "32x32 would leave 1x1")
+_NO_BN = ("; lr 0.01: no BatchNorm (torchvision's reference recipes train AlexNet and VGG "
+          "at 0.01, the BatchNorm nets here start at 0.1)")
 #: The trained backbones in order of publication, the CIFAR ResNet-20 beside them.
 TRAIN_SETUPS = {
     "lenet5": TrainSetup(32, 0.01, "32x32 is the paper's input (C5's 5x5 kernel meets 5x5 "
-                                   "maps)" + _NO_BN.replace("AlexNet and VGG", "those nets")),
+                                   "maps); lr 0.01 like the other nets without BatchNorm"),
     "alexnet": TrainSetup(64, 0.01, "63 is the smallest input its 11x11/4 stem and three "
                                     "3x3/2 poolings leave a map for; 64 ends in 1x1" + _NO_BN),
     "vgg16": TrainSetup(32, 0.01, "32 is its minimum (five 2x2 poolings end in 1x1 maps), "
