@@ -339,3 +339,16 @@ def test_cli_train_needs_data_at_cpu_scale(tmp_path):
     assert proc.returncode == 2
     assert "pass --data" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_train_smoke_one_model_json(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gluonres", "backbones", "--train", "lenet5",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["record"] == str(tmp_path / "backbones-smoke.json") and out["scale"] == "smoke"
+    assert [(m["model"], m["input_size"], m["params"]) for m in out["models"]] == [
+        ("lenet5", 32, 62_006)]
+    record = json.loads((tmp_path / "backbones-smoke.json").read_text())
+    assert record["command"] == "gluonres backbones --train lenet5 --out " + str(tmp_path)
+    assert record["data"]["name"] == "digits" and record["models"][0]["iterations"] == 6
