@@ -328,6 +328,21 @@ def cmd_int8_bench(args):
 def cmd_backbones(args):
     from gluonres.experiments import backbones
 
+    if args.train:
+        command = shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
+        record = backbones.run(args.scale, data=args.data, out=args.out,
+                               models=args.models or backbones.TRAIN_MODELS, force=args.force,
+                               command=command, progress=not args.json)
+        path = backbones.record_path(args.scale, args.out)
+        text = backbones.format_comparison(record)
+        if record["table"]["settings"]["throughput"]:
+            text += "\n\n" + backbones.format_table(record["table"])
+        emit(args, {"record": path, "scale": args.scale, "wall_s": record["wall_s"],
+                    "models": [{k: r.get(k) for k in ("model", "input_size", "params",
+                                                      "test_accuracy", "train_img_s")}
+                               for r in record["models"]]},
+             f"{text}\nrecord: {path} ({record['wall_s'] / 60:.1f} min)")
+        return
     models = args.models or backbones.DEFAULT_MODELS
     record = backbones.backbone_table(models, throughput=not args.no_throughput,
                                       batch_size=args.batch_size, warmup=args.warmup,
@@ -422,12 +437,24 @@ def build_parser():
     p = sub.add_parser("backbones", parents=[common],
                        help="classic backbones vs ResNets: shapes, params, mult-adds, speed")
     p.add_argument("models", nargs="*",
-                   help="registered names (default: LeNet-5 ... EfficientNet-B1 and two ResNets)")
+                   help="registered names (default: LeNet-5 ... EfficientNet-B1 and two "
+                   "ResNets; with --train the nine of the training comparison)")
     p.add_argument("--no-throughput", action="store_true",
                    help="skip the CPU forward timing (counts only, seconds instead of minutes)")
     p.add_argument("--batch-size", type=int, default=8, help="batch of the timed passes")
     p.add_argument("--warmup", type=int, default=2, help="untimed passes before timing")
     p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
+    p.add_argument("--train", action="store_true",
+                   help="instead: train the backbones with one budget on real data and write "
+                   "results/backbones-SCALE.json (with the table; timed at scale cpu)")
+    p.add_argument("--scale", choices=["smoke", "cpu"], default="smoke",
+                   help="with --train: smoke (seconds, digits) or cpu (about 10 min on 2 "
+                   "cores; needs --data)")
+    p.add_argument("--data", help="with --train: dataset, e.g. "
+                   "../shared/data/cifar10-jpg.tar.gz (default at scale smoke: digits)")
+    p.add_argument("--out", default="results", help="with --train: records folder")
+    p.add_argument("--force", action="store_true",
+                   help="with --train: replace an existing record")
     p.set_defaults(run=cmd_backbones)
 
 

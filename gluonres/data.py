@@ -82,6 +82,14 @@ class ImageArrays(mx.gluon.data.Dataset):
         """The images at ``index`` (indices or a boolean mask) as a new ``ImageArrays``."""
         return ImageArrays(self.images[index], self.labels[index], self.classes, self.lossy)
 
+    def resized(self, size):
+        """The images brought to ``size`` x ``size`` (shorter side resized, centre crop) as
+        a new ``ImageArrays``; ``self`` if they already have that size."""
+        if self.images.shape[1:3] == (size, size):
+            return self
+        return ImageArrays(np.stack([_fit_size(im, size) for im in self.images]),
+                           self.labels, self.classes, self.lossy)
+
     def batches(self, batch_size):
         """``(images, labels)`` NDArray batches in order, the last one possibly smaller."""
         for start in range(0, len(self), batch_size):
@@ -162,9 +170,9 @@ def load(spec, size=None, val_size=0, seed=0, progress=True):
     else:
         data = _load_path(spec, size, progress)
     if size is not None:  # the built-in sets are 32x32
-        for split in (data.train, data.test):
-            if split is not None and split.images.shape[1:3] != (size, size):
-                split.images = np.stack([_fit_size(im, size) for im in split.images])
+        data.train = data.train.resized(size)
+        if data.test is not None:
+            data.test = data.test.resized(size)
     if val_size:
         data.train, data.val = split_validation(data.train, val_size, seed)
     return data
@@ -363,6 +371,37 @@ def _stack(images, where):
                         f"{sorted(shapes)[:2]}); pass a size (gluonres train and evaluate use "
                         "the model's input size)")
     return np.stack(images)
+
+
+def balanced_subset(labels, count, seed=0):
+    """Indices of ``count`` items spread as evenly over the classes as they allow.
+
+    A seeded permutation ranks the items of each class and items are taken by rank, so
+    every class gives ``count // classes`` or one more (when it has them).
+
+    Parameters
+    ----------
+    labels : array-like of int
+    count : int
+        At least 1; all items when it is ``len(labels)`` or more.
+    seed : int, default 0
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted indices, for :meth:`ImageArrays.subset`.
+    """
+    labels = np.asarray(labels)
+    if count < 1:
+        raise DataError(f"a subset needs at least one item, got count={count}; pass e.g. 1000")
+    if count >= len(labels):
+        return np.arange(len(labels))
+    order = np.random.default_rng(seed).permutation(len(labels))
+    rank = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        rank[members] = np.arange(len(members))
+    return np.sort(order[np.argsort(rank[order], kind="stable")][:count])
 
 
 def split_validation(train, val_size, seed=0):

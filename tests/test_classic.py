@@ -231,3 +231,124 @@ def test_weights_round_trip_into_a_fresh_gluoncv_wrapper(tmp_path):
     np.testing.assert_array_equal(fresh(x).asnumpy(), expected)
     with pytest.raises(gluonres.errors.WeightsMismatchError, match="head_dense_weight"):
         io.load_weights(gluonres.get_model("densenet121"), str(tmp_path / "d.params"))
+
+
+# ---------------------------------------------------------------------------- input sizes
+@pytest.mark.parametrize("name,size,final", [("alexnet", 63, (1, 4096)),
+                                             ("vgg16", 32, (1, 4096)),
+                                             ("inception_v3", 75, (1, 2048, 1, 1)),
+                                             ("densenet121", 29, (1, 1024))])
+def test_gluoncv_wrappers_at_their_smallest_input(name, size, final):
+    net = gluonres.get_model(name, classes=10, input_size=size)
+    assert net.input_size == size
+    s = gluonres.summary(net)  # shape inference fails if a map is empty anywhere
+    assert s.input_shape == (1, 3, size, size)
+    assert s.stages[0].output_shape == final and s.stages[-1].output_shape == (1, 10)
+    with pytest.raises(gluonres.GluonresError, match=f"input_size >= {size}"):
+        gluonres.get_model(name, input_size=size - 1)
+
+
+@pytest.mark.parametrize("zoo,size", [("inceptionv3", 74), ("densenet121", 28),
+                                      ("alexnet", 62), ("vgg16", 31)])
+def test_smallest_inputs_are_gluoncvs_own(zoo, size):
+    """One pixel less and GluonCV's own features already fail (the checks are not ours)."""
+    from gluoncv.model_zoo import get_model
+    sym = get_model(zoo, classes=10).features(mx.sym.var("data"))
+    with pytest.raises(mx.base.MXNetError):
+        sym.infer_shape(data=(1, 3, size, size))
+
+
+def test_global_pool_is_the_fixed_pool_at_the_native_size():
+    """DenseNet built for 64x64 (global pooling) computes the native net's function."""
+    mx.random.seed(0)
+    native = gluonres.get_model("densenet121", classes=10)
+    small = gluonres.get_model("densenet121", classes=10, input_size=64)
+    assert [type(b).__name__ for b in native.features][-2:] == ["AvgPool2D", "Flatten"]
+    assert [type(b).__name__ for b in small.features][-2:] == ["GlobalAvgPool2D", "Flatten"]
+    assert list(native.collect_params()) == list(small.collect_params())
+    native.initialize(mx.init.Xavier())
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 224, 224))
+    expected = native(x).asnumpy()
+    small.initialize()
+    small(mx.nd.zeros((1, 3, 64, 64)))  # completes the deferred shapes
+    for a, b in zip(native.collect_params().values(), small.collect_params().values()):
+        b.set_data(a.data())
+    np.testing.assert_allclose(small(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    # AlexNet's first Dense shrinks with the input: 256x1x1 maps at 64, 256x6x6 at 224
+    assert trainable_params(gluonres.get_model("alexnet", classes=10, input_size=64)) == \
+        PARAMS_1000["alexnet"] - 990 * 4097 - 4096 * 256 * 35
+
+
+def test_efficientnet_input_size_option():
+    net = gluonres.get_model("efficientnet_b1", input_size=64)
+    assert net.input_size == 64 and gluonres.summary(net).input_shape == (1, 3, 64, 64)
+    assert trainable_params(net) == PARAMS_1000["efficientnet_b1"]
+
+
+# ---------------------------------------------------------------------------- training
+TINY = backbones.TrainScale("tiny", train_images=40, test_images=30, epochs=1, batch_size=16,
+                            default_data="digits", throughput=False, minutes=0.1,
+                            description="test")
+
+
+def test_train_comparison_record(tmp_path):
+    record = backbones.run(TINY, models=["lenet5", "resnet20_cifar"], out=str(tmp_path),
+                           command="test", progress=False)
+    path = tmp_path / "backbones-tiny.json"
+    assert json.loads(path.read_text()) == record
+    assert record["data"]["splits"] == {"train": 40, "test": 30}
+    assert record["machine"]["cores"] >= 1 and record["wall_s"] > 0
+    lenet, r20 = record["models"]
+    assert (lenet["model"], lenet["input_size"], lenet["params"]) == ("lenet5", 32, 62_006)
+    assert r20["params"] == 269_722 and r20["lr"] == 0.1 and lenet["lr"] == 0.01
+    for row in (lenet, r20):
+        acc = row["test_accuracy"]
+        assert 0 <= acc <= 1 and row["test_images"] == 30
+        assert row["test_error_pct"] == pytest.approx(100 * (1 - acc))
+        assert row["std_error_pct"] == pytest.approx(100 * np.sqrt(acc * (1 - acc) / 30))
+        assert row["iterations"] == 2 and len(row["epochs"]) == 1  # 40 // 16 updates
+        assert row["train_img_s"] > 0 and row["wall_s"] >= row["train_s"]
+    # the counts table rides along; untimed at this scale
+    assert [m["model"] for m in record["table"]["models"]] == list(backbones.DEFAULT_MODELS)
+    assert "throughput" not in record["table"]["models"][0]
+    text = backbones.format_comparison(record)
+    assert "lenet5" in text and "62,006" in text and "40 training images" in text
+    with pytest.raises(gluonres.GluonresError, match="already exists"):
+        backbones.run(TINY, models=["lenet5"], out=str(tmp_path), progress=False)
+    assert json.loads(path.read_text()) == record  # nothing overwritten
+
+
+def test_every_trained_model_builds_at_its_training_size():
+    for name, setup in backbones.TRAIN_SETUPS.items():
+        s = gluonres.summary(backbones.build(name, 10), (1, 3, setup.size, setup.size))
+        assert s.stages[-1].output_shape == (1, 10), name
+
+
+def test_train_comparison_refuses_unknown_models_and_missing_data():
+    with pytest.raises(gluonres.GluonresError, match="no training setup for resnet50"):
+        backbones.train_comparison("smoke", models=["resnet50"], progress=False)
+    with pytest.raises(gluonres.GluonresError, match="pass --data"):
+        backbones.train_comparison("cpu", progress=False)
+    with pytest.raises(gluonres.GluonresError, match="unknown scale 'huge'"):
+        backbones.get_scale("huge")
+
+
+def test_cli_train_needs_data_at_cpu_scale(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gluonres", "backbones", "--train", "--scale",
+                           "cpu", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "pass --data" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_train_smoke_one_model_json(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gluonres", "backbones", "--train", "lenet5",
+                           "--out", str(tmp_path), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["record"] == str(tmp_path / "backbones-smoke.json") and out["scale"] == "smoke"
+    assert [(m["model"], m["input_size"], m["params"]) for m in out["models"]] == [
+        ("lenet5", 32, 62_006)]
+    record = json.loads((tmp_path / "backbones-smoke.json").read_text())
+    assert record["command"] == "gluonres backbones --train lenet5 --out " + str(tmp_path)
+    assert record["data"]["name"] == "digits" and record["models"][0]["iterations"] == 6

@@ -219,3 +219,28 @@ def test_preprocess_fit_pixel_and_channel():
     np.testing.assert_allclose(channel.std, (images / 255).std((0, 1, 2)), rtol=1e-9)
     with pytest.raises(DataError, match="unknown normalisation"):
         Preprocess.fit(images, "batch")
+
+
+def test_balanced_subset_is_even_seeded_and_sorted():
+    labels = np.repeat(np.arange(4), [50, 30, 10, 5])
+    idx = data.balanced_subset(labels, 22, seed=1)
+    assert list(idx) == sorted(idx) and len(set(idx)) == 22
+    counts = np.bincount(labels[idx])
+    assert set(counts) == {5, 6} and counts[3] == 5  # the 5-item class gives all it has
+    assert np.array_equal(idx, data.balanced_subset(labels, 22, seed=1))
+    assert not np.array_equal(idx, data.balanced_subset(labels, 22, seed=2))
+    # a class with too few items gives all it has; the others fill the count
+    counts = np.bincount(labels[data.balanced_subset(labels, 60)])
+    assert counts[2:].tolist() == [10, 5] and sorted(counts[:2]) == [22, 23]
+    assert len(data.balanced_subset(labels, 1000)) == len(labels)
+    with pytest.raises(data.DataError, match="at least one"):
+        data.balanced_subset(labels, 0)
+
+
+def test_resized_keeps_labels_and_leaves_the_original():
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    split = data.ImageArrays(images, [0, 1, 2], ["a", "b", "c"], lossy=True)
+    big = split.resized(64)
+    assert big.images.shape == (3, 64, 64, 3) and big.lossy and big.classes == split.classes
+    assert big.labels.tolist() == [0, 1, 2] and split.images.shape == (3, 32, 32, 3)
+    assert split.resized(32) is split

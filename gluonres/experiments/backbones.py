@@ -1,22 +1,36 @@
-"""The classic backbones beside the ResNets: one comparison table.
+"""The classic backbones beside the ResNets: a comparison table and a short training race.
 
-For each model: input and output shapes, per-stage shapes, trainable parameters and
-multiply-adds read off the graph, the published figures beside ours, and (optionally)
-CPU forward throughput measured side by side in the same run. Everything is returned as
-one JSON-ready record; :func:`format_table` prints it for people.
+:func:`backbone_table`: for each model, input and output shapes, per-stage shapes,
+trainable parameters and multiply-adds read off the graph, the published figures beside
+ours, and (optionally) CPU forward throughput measured side by side in the same run.
+:func:`format_table` prints it for people.
+
+:func:`train_comparison`: every backbone trained on the same seeded, class-balanced
+subset of a real dataset with the same budget (images x epochs), each at the smallest
+input its architecture handles sensibly (:data:`TRAIN_SETUPS`); test accuracy, training
+images/s, wall time and parameters per model. :func:`run` writes it, with the table, to
+``results/backbones-SCALE.json`` (command, data, machine, wall time).
 """
+import json
+import math
 import os
-import platform
 import statistics
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 
 import mxnet as mx
 from tqdm import tqdm
 
+from .. import data as data_module, results, training
+from .._atomic import write_text
 from ..analysis import summary
-from ..errors import GluonresError
+from ..errors import GluonresError, TrainingDivergedError
 from ..registry import get_model
+
+NAME = "backbones"
+TITLE = "Classic backbones beside the ResNets"
 
 # the tour in order of publication, with two ResNets for reference
 DEFAULT_MODELS = ("lenet5", "alexnet", "vgg16", "inception_v3", "resnet18", "resnet50",
@@ -120,20 +134,6 @@ def measure_throughput(net, input_shape, warmup=2, repeats=5):
             "images_per_s": input_shape[0] / median}
 
 
-def machine():
-    """What the throughput was measured on: CPU model, usable cores, threads, versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "mxnet": mx.__version__, "python": platform.python_version()}
-
-
 def backbone_table(models=DEFAULT_MODELS, throughput=True, batch_size=8, warmup=2,
                    repeats=5, seed=0, progress=True):
     """The comparison table: shapes, parameters, multiply-adds, published figures, speed.
@@ -185,7 +185,7 @@ def backbone_table(models=DEFAULT_MODELS, throughput=True, batch_size=8, warmup=
         for row in rows:
             row["speed_vs_baseline"] = speeds[row["model"]] / speeds[BASELINE]
     return {"models": rows, "baseline": BASELINE if BASELINE in speeds else None,
-            "machine": machine(),
+            "machine": results.machine(),
             "settings": {"throughput": throughput, "batch_size": batch_size,
                          "warmup": warmup, "repeats": repeats, "seed": seed}}
 
@@ -217,3 +217,365 @@ def format_table(record):
                      f"{m['cores']} cores, OMP_NUM_THREADS={m['omp_num_threads']}, "
                      f"mxnet {m['mxnet']}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- training
+#: The JPEG caveat written beside every accuracy measured on the shared CIFAR-10.
+JPEG_CAVEAT = ("CIFAR-10 stored as JPEG: compression artifacts cost about 10 points of "
+               "accuracy against the lossless set (the shared reference ResNet-20 weights "
+               "score 81.03% on this copy); compare these numbers with each other, not "
+               "with published CIFAR-10 results")
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """How one backbone is trained in the comparison.
+
+    ``size`` is the input resolution (CIFAR's 32x32 images are resized to it), ``lr`` the
+    initial SGD rate and ``why`` the reason for both.
+    """
+
+    size: int
+    lr: float
+    why: str
+
+
+_STRIDE32 = ("an ImageNet network of total stride 32: 64x64 leaves 2x2 maps at the end, "
+             "32x32 would leave 1x1")
+_NO_BN = ("; lr 0.01: no BatchNorm (torchvision's reference recipes train AlexNet and VGG "
+          "at 0.01, the BatchNorm nets here start at 0.1)")
+#: The trained backbones in order of publication, the CIFAR ResNet-20 beside them.
+TRAIN_SETUPS = {
+    "lenet5": TrainSetup(32, 0.01, "32x32 is the paper's input (C5's 5x5 kernel meets 5x5 "
+                                   "maps); lr 0.01 like the other nets without BatchNorm"),
+    "alexnet": TrainSetup(64, 0.01, "63 is the smallest input its 11x11/4 stem and three "
+                                    "3x3/2 poolings leave a map for; 64 ends in 1x1" + _NO_BN),
+    "vgg16": TrainSetup(32, 0.01, "32 is its minimum (five 2x2 poolings end in 1x1 maps), "
+                                  "the usual CIFAR configuration; 64 would cost 4x the "
+                                  "time" + _NO_BN),
+    "inception_v3": TrainSetup(75, 0.1, "75 is the smallest input its valid-padded stem "
+                                        "and grid reductions accept (1x1 maps at the end; "
+                                        "the fixed 8x8 pool becomes global pooling)"),
+    "resnet20_cifar": TrainSetup(32, 0.1, "the CIFAR ResNet's native 32x32"),
+    "resnet18": TrainSetup(64, 0.1, _STRIDE32),
+    "densenet121": TrainSetup(64, 0.1, _STRIDE32 + " (the fixed 7x7 pool becomes global "
+                                                  "pooling)"),
+    "efficientnet_b0": TrainSetup(64, 0.1, _STRIDE32),
+    "efficientnet_b1": TrainSetup(64, 0.1, _STRIDE32 + "; B1's native 240 vs B0's 224 is "
+                                                      "not kept: both train at 64"),
+}
+TRAIN_MODELS = tuple(TRAIN_SETUPS)
+# built with an input_size so that summary and counts are those at the training size
+_SIZED = ("alexnet", "vgg16", "inception_v3", "densenet121", "efficientnet_b0",
+          "efficientnet_b1")
+
+
+@dataclass(frozen=True)
+class TrainScale:
+    """The size of a training comparison: the same for every model.
+
+    Parameters
+    ----------
+    name : str
+    train_images, test_images : int
+        Seeded (seed 0), class-balanced subsets of the training and test splits.
+    epochs, batch_size : int
+        Every model sees ``train_images x epochs`` images in ``batch_size`` batches; SGD
+        with momentum 0.9, weight decay 1e-4, cosine decay from the model's ``lr``.
+    default_data : str or None
+        Data used when none is given (``None``: it must be given).
+    throughput : bool
+        Also time every backbone's forward pass at its native size for the table.
+    minutes : float
+        Expected wall time of the whole run on a quiet 2-core CPU.
+    description : str
+    """
+
+    name: str
+    train_images: int
+    test_images: int
+    epochs: int
+    batch_size: int
+    default_data: str | None
+    throughput: bool
+    minutes: float
+    description: str
+
+
+SCALES = {
+    "smoke": TrainScale(
+        "smoke", train_images=96, test_images=100, epochs=1, batch_size=16,
+        default_data="digits", throughput=False, minutes=1,
+        description="seconds: 96 training images (scikit-learn's digits unless data says "
+                    "otherwise), one epoch of 6 updates of 16; proves the pipeline, "
+                    "measures nothing"),
+    "cpu": TrainScale(
+        "cpu", train_images=1000, test_images=1000, epochs=2, batch_size=32,
+        default_data=None, throughput=True, minutes=10,
+        description="a short real race sized for 2 CPU cores: 1,000 training images "
+                    "(100 per class) for 2 epochs (62 updates of 32), accuracy on 1,000 "
+                    "test images (100 per class); plus the forward-throughput table at "
+                    "native sizes"),
+}
+
+
+def get_scale(name):
+    """The :class:`TrainScale` called ``name``; unknown names raise naming the known ones."""
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise GluonresError(f"unknown scale {name!r}; use one of {', '.join(SCALES)}") from None
+
+
+def build(name, classes, size=None):
+    """``name`` with ``classes`` outputs, built for input ``size`` where that matters.
+
+    ``size`` defaults to the model's :data:`TRAIN_SETUPS` size. LeNet-5 and the ResNets
+    take no size: LeNet-5 is 32x32 by design and the ResNets pool globally.
+    """
+    size = size or TRAIN_SETUPS[name].size
+    return get_model(name, classes=classes, **({"input_size": size} if name in _SIZED else {}))
+
+
+def load_data(scale, spec=None, seed=0, progress=True):
+    """The scale's seeded, class-balanced training and test subsets of ``spec``.
+
+    Returns
+    -------
+    tuple
+        ``(Data with train and test subsets, description dict)``; the description
+        carries the JPEG caveat for JPEG data.
+
+    Raises
+    ------
+    GluonresError
+        If the scale needs data and none was given, or the data has no test split.
+    """
+    spec = spec or scale.default_data
+    if spec is None:
+        raise GluonresError(f"scale {scale.name!r} trains on real data: pass --data, e.g. the "
+                            "shared CIFAR-10 archive ../shared/data/cifar10-jpg.tar.gz")
+    full = data_module.load(spec, progress=progress)
+    if full.test is None:
+        raise GluonresError(f"{spec!r} has no test split; the comparison needs train/ and "
+                            "test/ (e.g. the CIFAR-10 image folder)")
+    train = full.train.subset(data_module.balanced_subset(full.train.labels,
+                                                          scale.train_images, seed))
+    test = full.test.subset(data_module.balanced_subset(full.test.labels,
+                                                        scale.test_images, seed))
+    d = data_module.Data(full.name, train, test, hflip=full.hflip)
+    info = {"spec": spec, **d.describe(), "subset": f"seeded (seed {seed}), class-balanced"}
+    if train.lossy:
+        info["note"] = JPEG_CAVEAT
+    return d, info
+
+
+class _FinalTest(training.Callback):
+    """Test accuracy of the trained net, measured once at the end of ``fit``."""
+
+    def __init__(self, test):
+        self.test, self.error_pct, self.seconds = test, None, None
+
+    def on_train_end(self, state, history):
+        start = time.time()
+        self.error_pct = training.error_pct(state.net, self.test, state.preprocess)
+        self.seconds = time.time() - start
+
+
+def train_one(name, d, scale, seed=0, progress=True):
+    """Train one backbone on ``d`` at its :data:`TRAIN_SETUPS` size; one result row.
+
+    Returns
+    -------
+    dict
+        ``model``, ``input_size``, ``why``, ``lr``, ``params`` and ``macs`` (at the
+        training size and class count), ``test_accuracy`` (0-1), ``test_error_pct``,
+        ``std_error_pct`` (binomial standard error of the accuracy, points),
+        ``test_images``, ``train_img_s``, ``train_s``, ``eval_s``, ``wall_s`` and per
+        epoch ``train_loss`` / ``train_error_pct``. A run that diverges is kept with
+        ``diverged`` (the message) and no accuracy.
+    """
+    setup = TRAIN_SETUPS[name]
+    start = time.time()
+    net = build(name, len(d.classes), setup.size)
+    s = summary(net, (1, 3, setup.size, setup.size))
+    train, test = d.train.resized(setup.size), d.test.resized(setup.size)
+    config = training.TrainConfig(batch_size=scale.batch_size, lr=setup.lr,
+                                  epochs=scale.epochs, schedule="cosine",
+                                  pad=setup.size // 8, flip=d.hflip, normalize="channel",
+                                  seed=seed)
+    row = {"model": name, "input_size": setup.size, "why": setup.why, "lr": setup.lr,
+           "params": s.params, "macs": s.macs, "test_images": len(test)}
+    final = _FinalTest(test)
+    try:
+        history = training.fit(net, data_module.Data(d.name, train, hflip=d.hflip), config,
+                               progress=progress, callbacks=[final])
+    except TrainingDivergedError as err:
+        return {**row, "diverged": str(err), "test_accuracy": None,
+                "wall_s": time.time() - start}
+    acc = 1 - final.error_pct / 100
+    return {**row, "test_accuracy": acc, "test_error_pct": final.error_pct,
+            "std_error_pct": 100 * math.sqrt(acc * (1 - acc) / len(test)),
+            "train_img_s": history["train_img_s"], "train_s": history["train_s"],
+            "eval_s": final.seconds, "iterations": history["total_iterations"],
+            "epochs": [{k: r[k] for k in ("epoch", "train_loss", "train_error_pct")}
+                       for r in history["epochs"]],
+            "wall_s": time.time() - start}
+
+
+def train_comparison(scale="smoke", data=None, models=TRAIN_MODELS, seed=0, progress=True):
+    """Train every backbone with the same budget on the same real images.
+
+    Parameters
+    ----------
+    scale : str or TrainScale, default 'smoke'
+        ``'smoke'`` (seconds, digits) or ``'cpu'`` (about 10 minutes, real data).
+    data : str, optional
+        Dataset spec for :func:`gluonres.data.load`; default: the scale's.
+    models : sequence of str, default :data:`TRAIN_MODELS`
+        Names from :data:`TRAIN_SETUPS`.
+    seed : int, default 0
+        Subsets, initial weights, data order and augmentation.
+    progress : bool, default True
+
+    Returns
+    -------
+    dict
+        ``scale``, ``scale_settings``, ``data`` (with caveats), ``settings`` (the
+        shared training recipe), ``models`` (one :func:`train_one` row each).
+
+    Raises
+    ------
+    GluonresError
+        For a model without a training setup, an unknown scale or missing data.
+    """
+    scale = scale if isinstance(scale, TrainScale) else get_scale(scale)
+    unknown = [m for m in models if m not in TRAIN_SETUPS]
+    if unknown:
+        raise GluonresError(f"no training setup for {', '.join(unknown)}; choose from "
+                            f"{', '.join(TRAIN_MODELS)}")
+    d, info = load_data(scale, data, seed, progress)
+    rows = []
+    for name in tqdm(models, desc="training", unit="model", disable=not progress,
+                     file=sys.stderr):
+        rows.append(train_one(name, d, scale, seed, progress))
+    return {"scale": scale.name, "scale_settings": asdict(scale), "data": info,
+            "settings": {"optimizer": "SGD, momentum 0.9, weight decay 1e-4",
+                         "schedule": "cosine decay to 0 from the model's lr",
+                         "augmentation": "zero padding of size/8, random crop, horizontal "
+                                         "flips (where they keep the label)",
+                         "normalize": "per-channel mean/std of the training subset",
+                         "batch_size": scale.batch_size, "epochs": scale.epochs,
+                         "seed": seed},
+            "models": rows}
+
+
+def record_path(scale, out="results"):
+    """``out/backbones-SCALE.json``."""
+    return os.path.join(out, f"{NAME}-{scale}.json")
+
+
+def run(scale="smoke", data=None, out="results", models=TRAIN_MODELS, force=False,
+        command=None, progress=True):
+    """The training comparison (and, at scales that say so, the timed table) as a record.
+
+    Writes ``out/backbones-SCALE.json``: command, data (with caveats), machine, start,
+    finish and wall time around :func:`train_comparison` and :func:`backbone_table`.
+
+    Parameters
+    ----------
+    scale, data, models, progress
+        See :func:`train_comparison`.
+    out : str, default 'results'
+    force : bool, default False
+        Replace an existing record.
+    command : str, optional
+        The command line to record; default: the equivalent ``gluonres backbones``.
+
+    Returns
+    -------
+    dict
+        The record written.
+
+    Raises
+    ------
+    GluonresError
+        If the record exists and ``force`` is off (checked before any work).
+    """
+    scale = scale if isinstance(scale, TrainScale) else get_scale(scale)
+    path = record_path(scale.name, out)
+    if os.path.exists(path) and not force:
+        raise GluonresError(f"{path} already exists; pass --force to replace it or --out "
+                            "another folder")
+    started, start = _now(), time.time()
+    comparison = train_comparison(scale, data, models, progress=progress)
+    table = backbone_table(throughput=scale.throughput, progress=progress)
+    if command is None:
+        command = (f"gluonres backbones --train --scale {scale.name}"
+                   + (f" --data {data}" if data else ""))
+    record = {"experiment": NAME, "title": TITLE, "command": command,
+              "machine": results.machine(), "started": started, "finished": _now(),
+              "wall_s": time.time() - start, **comparison, "table": table}
+    os.makedirs(out, exist_ok=True)
+    write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_record(scale="cpu", out="results"):
+    """The record ``out/backbones-SCALE.json``, or ``None`` when it has not been made."""
+    path = record_path(scale, out)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def format_comparison(record):
+    """A training comparison (:func:`train_comparison` or :func:`run`) as a text table."""
+    lines = [f"{'model':<16}{'input':>6}{'lr':>6}{'params':>12}{'MMACs':>9}{'test acc %':>12}"
+             f"{'± s.e.':>8}{'train img/s':>13}{'wall s':>8}"]
+    for r in record["models"]:
+        acc = ("diverged" if r.get("diverged") else f"{100 * r['test_accuracy']:.1f}")
+        line = (f"{r['model']:<16}{r['input_size']:>6}{r['lr']:>6g}{r['params']:>12,}"
+                f"{r['macs'] / 1e6:>9.1f}{acc:>12}")
+        if not r.get("diverged"):
+            line += (f"{r['std_error_pct']:>8.1f}{r['train_img_s']:>13.1f}"
+                     f"{r['wall_s']:>8.0f}")
+        lines.append(line)
+    d, st = record["data"], record["settings"]
+    lines.append(f"{d['splits']['train']:,} training images of {d['name']} x {st['epochs']} "
+                 f"epochs, batch {st['batch_size']}; accuracy on {d['splits']['test']:,} test "
+                 "images; params and multiply-adds at the input size and 10 classes")
+    if d.get("note"):
+        lines.append(f"caveat: {d['note']}")
+    return "\n".join(lines)
+
+
+def plot_comparison(record, ax=None):
+    """Test accuracy against multiply-adds (log scale), one labelled point per model.
+
+    Returns the matplotlib ``Axes``.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ax = plt.subplots(figsize=(7, 4.5))[1]
+    rows = [r for r in record["models"] if r.get("test_accuracy") is not None]
+    for r in rows:
+        ax.errorbar(r["macs"] / 1e6, 100 * r["test_accuracy"], yerr=r["std_error_pct"],
+                    fmt="o", capsize=3)
+        ax.annotate(f"{r['model']} ({r['input_size']}px)",
+                    (r["macs"] / 1e6, 100 * r["test_accuracy"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("multiply-adds per image at the training size (millions, log scale)")
+    ax.set_ylabel("test accuracy (%) ± 1 s.e.")
+    d = record["data"]
+    ax.set_title(f"{record['scale']} scale: {d['splits']['train']:,} {d['name']} training "
+                 f"images x {record['settings']['epochs']} epochs", fontsize=9)
+    ax.grid(alpha=0.3)
+    return ax

@@ -6,6 +6,7 @@ their classifier is renamed ``head_dense`` so that every model reads alike).
 """
 from mxnet.gluon import HybridBlock, nn
 
+from ..errors import GluonresError
 from ..registry import register_model
 from .common import check_classes
 from .efficientnet import efficientnet
@@ -84,21 +85,49 @@ class GluonCVNet(HybridBlock):
         GluonCV model-zoo name, e.g. ``'inceptionv3'``.
     feature_units : int
         Width of the features' output (the classifier's input).
-    input_size : int
-        Native input resolution; GluonCV's fixed final pooling (Inception-v3,
-        DenseNet) or flatten (AlexNet, VGG) ties the network to it.
+    native_size : int
+        The resolution the network was designed for (224, Inception-v3 299).
+    min_size : int
+        The smallest input whose last feature map is still at least 1x1.
     classes : int, default 1000
+    input_size : int, optional
+        Build for this resolution (``net.input_size``; default ``native_size``), e.g.
+        64 to train on small images. GluonCV's Inception-v3 and DenseNet end in an
+        average pool of fixed size (8, 7) that only fits the native size; at any other
+        size it is replaced by global average pooling, the same function at the native
+        size. AlexNet and VGG flatten the last maps into a ``Dense`` whose input width
+        is inferred, so their first fully connected layer (and the parameter count)
+        shrinks with the input.
+
+    Raises
+    ------
+    GluonresError
+        If ``input_size`` is below ``min_size``.
     """
 
-    def __init__(self, zoo_name, feature_units, input_size, classes=1000, **kwargs):
+    def __init__(self, zoo_name, feature_units, native_size, min_size, classes=1000,
+                 input_size=None, **kwargs):
         super().__init__(prefix="", **kwargs)
         check_classes(classes)
+        input_size = native_size if input_size is None else input_size
+        if not isinstance(input_size, int) or input_size < min_size:
+            raise GluonresError(f"{zoo_name} needs input_size >= {min_size} (its last "
+                                f"feature map is empty below), got {input_size!r}; pass e.g. "
+                                f"input_size={max(min_size, 64)}")
         from gluoncv.model_zoo import get_model  # slow import, only when one is built
         self.classes = classes
         self.input_size = input_size
         with self.name_scope():
             zoo = get_model(zoo_name, pretrained=False, classes=classes, prefix="features_")
             self.features = zoo.features
+            last = len(self.features) - 2  # the fixed pool, before Dropout or Flatten
+            fixed = [i for i, layer in enumerate(self.features)
+                     if i >= last and isinstance(layer, nn.AvgPool2D)]
+            if fixed and input_size != native_size:
+                self.features = nn.HybridSequential(prefix="")
+                for i, layer in enumerate(zoo.features):
+                    self.features.add(nn.GlobalAvgPool2D(prefix="features_pool_")
+                                      if i in fixed else layer)
             # GluonCV's own classifier (left unregistered) lends its initialisers
             self.head = nn.Dense(classes, in_units=feature_units,
                                  weight_initializer=zoo.output.weight.init,
@@ -111,13 +140,13 @@ class GluonCVNet(HybridBlock):
 @register_model
 def lenet5(**kw): return LeNet5(**kw)
 @register_model
-def alexnet(**kw): return GluonCVNet("alexnet", 4096, 224, **kw)
+def alexnet(**kw): return GluonCVNet("alexnet", 4096, 224, 63, **kw)
 @register_model
-def vgg16(**kw): return GluonCVNet("vgg16", 4096, 224, **kw)
+def vgg16(**kw): return GluonCVNet("vgg16", 4096, 224, 32, **kw)
 @register_model
-def inception_v3(**kw): return GluonCVNet("inceptionv3", 2048, 299, **kw)
+def inception_v3(**kw): return GluonCVNet("inceptionv3", 2048, 299, 75, **kw)
 @register_model
-def densenet121(**kw): return GluonCVNet("densenet121", 1024, 224, **kw)
+def densenet121(**kw): return GluonCVNet("densenet121", 1024, 224, 29, **kw)
 @register_model
 def efficientnet_b0(**kw): return efficientnet("b0", **kw)
 @register_model

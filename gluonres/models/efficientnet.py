@@ -181,10 +181,12 @@ def efficientnet(variant, classes=1000, **kwargs):
     variant : {'b0', 'b1'}
     classes : int, default 1000
     **kwargs
-        Passed to :class:`EfficientNet`, e.g. ``drop_path=0`` or ``dropout=0.3``.
+        Passed to :class:`EfficientNet`, e.g. ``drop_path=0``, ``dropout=0.3`` or
+        ``input_size=64`` (the resolution ``summary`` and counts assume).
     """
     if variant not in SPEC:
         raise ValueError(f"EfficientNet variant must be one of {sorted(SPEC)}, got {variant!r}")
     depth, size, dropout = SPEC[variant]
     kwargs.setdefault("dropout", dropout)
-    return EfficientNet(depth, size, classes=classes, **kwargs)
+    kwargs.setdefault("input_size", size)
+    return EfficientNet(depth, classes=classes, **kwargs)
