@@ -69,7 +69,7 @@ def cmd_train(args):
     import dataclasses
 
     import gluonres
-    from gluonres import data, training
+    from gluonres import data, distributed, training
     from gluonres._atomic import check_writable
 
     out = args.out or os.path.join("runs", f"{args.model}-{_data_label(args.data or '')}-"
@@ -89,7 +89,10 @@ def cmd_train(args):
         if not args.data:
             raise gluonres.GluonresError("--data is required: 'digits', 'cifar10' or a path")
         config, spec, val_split = training.recipe(args.model), args.data, args.val_split or 0
-        check_writable(out)  # before minutes of data loading
+        # before minutes of data loading
+        training.check_new_run(out)
+        check_writable(out)
+    distributed.check_environment(args.kvstore or config.kvstore)
     overrides = {k: getattr(args, k) for k in _TRAIN_SETTINGS if getattr(args, k) is not None}
     if args.epochs is not None:
         overrides.update(epochs=args.epochs)

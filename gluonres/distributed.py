@@ -38,6 +38,22 @@ _KEY_BASE = 1 << 20
 _SERVE = (sys.executable, "-c", "import mxnet")
 
 
+def check_environment(kvstore):
+    """Refuse a ``dist_*`` kvstore outside a parameter-server run, saying how to start one.
+
+    Raises
+    ------
+    GluonresError
+        If a ``DMLC_*`` variable of :data:`ENVIRONMENT` is unset.
+    """
+    missing = [v for v in ENVIRONMENT if v not in os.environ]
+    if kvstore.startswith("dist") and missing:
+        raise GluonresError(
+            f"--kvstore {kvstore} needs the parameter-server environment ("
+            f"{', '.join(missing)} unset); start the run with `gluonres launch -n "
+            f"WORKERS -s SERVERS -- gluonres train ... --kvstore {kvstore}`")
+
+
 class Workers:
     """This process's place among the workers of a run; a single process is 1 of 1.
 
@@ -61,12 +77,7 @@ class Workers:
         self.kv, self.rank, self.count = None, 0, 1
         self._keys = {}
         if kvstore.startswith("dist"):
-            missing = [v for v in ENVIRONMENT if v not in os.environ]
-            if missing:
-                raise GluonresError(
-                    f"--kvstore {kvstore} needs the parameter-server environment ("
-                    f"{', '.join(missing)} unset); start the run with `gluonres launch -n "
-                    f"WORKERS -s SERVERS -- gluonres train ... --kvstore {kvstore}`")
+            check_environment(kvstore)
             self.kv = mx.kv.create(kvstore)
             self.rank, self.count = self.kv.rank, self.kv.num_workers
 

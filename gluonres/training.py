@@ -408,6 +408,19 @@ def checkpoint_meta(out_dir):
     return checkpoints.CheckpointStore(out_dir).load().meta
 
 
+def check_new_run(out_dir):
+    """Refuse to start a run in a folder that holds one (its checkpoints would be lost).
+
+    Raises
+    ------
+    GluonresError
+        Naming the folder and the two ways on: ``--resume`` or another folder.
+    """
+    if checkpoints.CheckpointStore(out_dir).exists():
+        raise GluonresError(f"{out_dir!r} already holds a run ({CHECKPOINT}); continue it with "
+                            "--resume or choose another output folder")
+
+
 def check_checkpoint_model(meta, model, path):
     """Refuse a checkpoint of another model, naming both."""
     if meta.get("model") != model:
@@ -419,6 +432,10 @@ def check_checkpoint_model(meta, model, path):
 def _check_resumable(meta, net, arrays, config, data_info, path):
     """Refuse a checkpoint of another model, other settings or other data, naming it."""
     check_checkpoint_model(meta, getattr(net, "model_name", None), path)
+    if meta["state"].get("optimizer_on_servers"):
+        raise GluonresError(f"{path!r} was written by a dist_async run, whose momentum lived "
+                            "on the parameter servers and is not in the checkpoint; it cannot "
+                            "be resumed exactly: start a new run (dist_sync runs resume)")
     io.check_compatible(net, io.weights_only(arrays), meta, source=repr(path))
     saved = meta["config"]
     for key, value in config.to_dict().items():
@@ -431,10 +448,6 @@ def _check_resumable(meta, net, arrays, config, data_info, path):
             raise GluonresError(f"{path!r} was trained on data with {key} "
                                 f"{meta['data'].get(key)}, not {data_info.get(key)}; resume "
                                 "with the same data (and validation split)")
-    if meta["state"].get("optimizer_on_servers"):
-        raise GluonresError(f"{path!r} was written by a dist_async run, whose momentum lived "
-                            "on the parameter servers and is not in the checkpoint; it cannot "
-                            "be resumed exactly: start a new run (dist_sync runs resume)")
 
 
 # ---------------------------------------------------------------------------- fit
@@ -502,9 +515,8 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     data_info = data.describe()
     store = checkpoints.CheckpointStore(out_dir) if out_dir else None
     ckpt = store.path() if store else None
-    if store and store.exists() and not resume:
-        raise GluonresError(f"{out_dir!r} already holds a run ({CHECKPOINT}); continue it with "
-                            "--resume or choose another output folder")
+    if out_dir and not resume:
+        check_new_run(out_dir)
     if resume and not out_dir:
         raise GluonresError("resume needs the output folder of the run to continue")
     if config.kvstore == "dist_async" and config.warmup == "error":
