@@ -34,7 +34,7 @@ def worker_engine():
     """Run a parameter-server worker on MXNet's synchronous engine, unless the user chose.
 
     With the threaded engine, two ``dist_sync`` workers of mxnet 1.9.1 ended a 3-step
-    ResNet-20 run with different weights in 2 of 5 runs (up to 9.1 apart in
+    ResNet-20 run with different weights in 3 of 5 runs (up to 9.1 apart in
     ``head_dense_bias``), and the runs did not agree with each other; on ``NaiveEngine``
     every run was bit-identical on both workers and across runs. A race in the
     dist KVStore's buffers is the likely cause (not pinned down). One worker per process
