@@ -159,10 +159,11 @@ def cmd_launch(args):
         what = (f"{failed} exited with code {code}" if failed in codes else failed)
         message = (f"{what}; every other process was stopped (see the [{failed}] lines above "
                    "for its message); fix that and launch again")
-        if code in (None, 2) or code < 0:
+        if code == 2:  # a worker refused its input: the launch was given bad input
             raise GluonresError(message)
+        # a crash, a signal or the timeout: not bad input, so not exit code 2
         log(f"gluonres: error: {message}")
-        return code
+        return code if code and code > 0 else 1
     records = {}
     for name, line in result["outputs"].items():
         try:
