@@ -8,6 +8,7 @@ from . import _env
 
 _env.check_numpy()
 _env.default_threads()
+_env.worker_engine()
 
 from .errors import GluonresError  # noqa: E402
 

@@ -3,6 +3,8 @@ import contextlib
 import os
 import tempfile
 
+from .errors import GluonresError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -31,3 +33,36 @@ def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
+
+
+def check_writable(folder, option="--out"):
+    """Prove that files can be created in ``folder`` before any work is done.
+
+    Missing levels are created for the test and removed again, so a refused or later
+    failing command leaves nothing behind.
+
+    Raises
+    ------
+    GluonresError
+        Naming the folder, the system's reason and the fix.
+    """
+    created = []
+    try:
+        path = os.path.abspath(folder)
+        missing = []
+        while not os.path.exists(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for level in reversed(missing):
+            os.mkdir(level)
+            created.append(level)
+        fd, probe = tempfile.mkstemp(prefix=".gluonres-write-test.", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise GluonresError(f"cannot write to {option} {folder!r} ({err.strerror or err}); "
+                            "pass a folder you can write to") from None
+    finally:
+        for level in reversed(created):
+            with contextlib.suppress(OSError):
+                os.rmdir(level)

@@ -69,8 +69,11 @@ def cmd_train(args):
     import dataclasses
 
     import gluonres
-    from gluonres import data, training
+    from gluonres import data, distributed, training
+    from gluonres._atomic import check_writable
 
+    out = args.out or os.path.join("runs", f"{args.model}-{_data_label(args.data or '')}-"
+                                           f"{_stamp()}")
     if args.resume:
         if not args.out:
             raise gluonres.GluonresError("--resume needs --out, the folder of the run to "
@@ -86,6 +89,10 @@ def cmd_train(args):
         if not args.data:
             raise gluonres.GluonresError("--data is required: 'digits', 'cifar10' or a path")
         config, spec, val_split = training.recipe(args.model), args.data, args.val_split or 0
+        # before minutes of data loading
+        training.check_new_run(out)
+        check_writable(out)
+    distributed.check_environment(args.kvstore or config.kvstore)
     overrides = {k: getattr(args, k) for k in _TRAIN_SETTINGS if getattr(args, k) is not None}
     if args.epochs is not None:
         overrides.update(epochs=args.epochs)
@@ -101,7 +108,6 @@ def cmd_train(args):
         config = dataclasses.replace(config, flip=False)
     net_kwargs.setdefault("classes", len(dataset.classes))
     net = gluonres.get_model(args.model, **net_kwargs)
-    out = args.out or os.path.join("runs", f"{args.model}-{_data_label(spec)}-{_stamp()}")
     info = {"command": shlex.join(["gluonres", *args.argv]), "data": spec,
             "val_split": val_split}
     history = training.fit(net, dataset, config, out_dir=out, resume=args.resume,
@@ -111,13 +117,15 @@ def cmd_train(args):
               "epochs": len(history["epochs"]), "iterations": history["total_iterations"],
               "test_accuracy": acc, "selected_epoch": history["selected_epoch"],
               "train_img_s": history["train_img_s"], "wall_s": history["wall_s"],
-              "files": history["files"]}
+              "files": history["files"], "weights_sha256": history["weights_sha256"],
+              "workers": history["workers"]}
     head = (f"{args.model} on {spec}: "
             + (f"test accuracy {100 * acc:.2f}% " if acc is not None else "")
             + f"after {record['epochs']} epochs ({history['selection']}: epoch "
             f"{history['selected_epoch']}), {history['wall_s'] / 60:.1f} min, "
             f"{history['train_img_s']:.0f} img/s training")
-    lines = [head, f"  {'run folder':<14} {out}"]
+    lines = [head, f"  {'run folder':<14} {out}" + ("" if history["files"] else
+                                                    " (written by the worker of rank 0)")]
     lines += [f"  {k:<14} {v}" for k, v in history["files"].items()]
     emit(args, record, "\n".join(lines))
 
@@ -136,6 +144,36 @@ def _data_label(spec):
 def _stamp():
     import time
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+def cmd_launch(args):
+    from gluonres import distributed
+    from gluonres.errors import GluonresError
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    result = distributed.launch(command, args.workers, args.servers, port=args.port,
+                                timeout=args.timeout)
+    failed, codes = result["failed"], result["exit_codes"]
+    if failed:
+        code = codes.get(failed)
+        what = (f"{failed} exited with code {code}" if failed in codes else failed)
+        message = (f"{what}; every other process was stopped (see the [{failed}] lines above "
+                   "for its message); fix that and launch again")
+        if code == 2:  # a worker refused its input: the launch was given bad input
+            raise GluonresError(message)
+        # a crash, a signal or the timeout: not bad input, so not exit code 2
+        log(f"gluonres: error: {message}")
+        return code if code and code > 0 else 1
+    records = {}
+    for name, line in result["outputs"].items():
+        try:
+            records[name] = json.loads(line)
+        except (TypeError, ValueError):
+            records[name] = line
+    record = {"workers": args.workers, "servers": args.servers, "port": result["port"],
+              "exit_codes": codes, "outputs": records}
+    emit(args, record, "\n".join(f"{name}: {line}" for name, line in
+                                 result["outputs"].items()))
 
 
 def cmd_evaluate(args):
@@ -416,6 +454,8 @@ def _add_calibration_options(p):
 
 
 def build_parser():
+    from gluonres import distributed
+
     parser = argparse.ArgumentParser(prog="gluonres", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true",
@@ -485,12 +525,25 @@ def build_parser():
                    help="hold out N training images (or a fraction) to select the best epoch, "
                    "e.g. 5000 for the paper's 45k/5k split")
     p.add_argument("--seed", type=int, help="weights, data order, augmentation (default 0)")
-    p.add_argument("--kvstore", help="gluon.Trainer kvstore (default local)")
+    p.add_argument("--kvstore", choices=distributed.KVSTORES,
+                   help="local (default; device is the same on one CPU), or dist_sync / "
+                   "dist_async as a worker of `gluonres launch` (MXNet's parameter server)")
     p.add_argument("--out", help="run folder (default runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("launch", parents=[common],
+                       help="run a command as parameter-server workers on 127.0.0.1")
+    p.add_argument("-n", "--workers", type=int, required=True, help="worker processes")
+    p.add_argument("-s", "--servers", type=int, default=1, help="server processes (default 1)")
+    p.add_argument("--port", type=int, help="scheduler port (default: a free one)")
+    p.add_argument("--timeout", type=float, help="stop everything after SECONDS")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="after --: the worker command, e.g. gluonres train resnet20_cifar "
+                   "--data digits --kvstore dist_sync")
+    p.set_defaults(run=cmd_launch)
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="accuracy, per-class accuracy and confusion matrix of weights")
@@ -608,11 +661,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        args.run(args)
+        return args.run(args) or 0
     except GluonresError as err:
         print(f"gluonres: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

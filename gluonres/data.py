@@ -9,6 +9,9 @@ Sources (:func:`load`):
 - ``'digits'``: scikit-learn's bundled handwritten digits brought to 3x32x32; works
   offline on a fresh machine.
 - ``'cifar10'``: gluon's own ``CIFAR10`` dataset (downloads on first use).
+- a folder of CIFAR-10 *binary* batches (``cifar-10-batches-bin``: ``data_batch_N.bin``,
+  ``test_batch.bin``), read by :func:`cifar10_binary`. The "python version" batches are
+  pickles and are refused: gluonres never unpickles a file it is given.
 - an image-folder root ``train/<class>/*.jpg`` (+ ``test/<class>/``), such as the
   extracted ``cifar10-jpg.tar.gz``, or its ``.tar.gz`` archive (extracted once);
 - any folder with one subfolder of images per class (a single split);
@@ -38,6 +41,8 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 #: Images of the embedded digits set held out for testing (seeded, fixed).
 DIGITS_TEST = 360
 RECORDIO_META = "meta.json"
+#: One record of a CIFAR-10 binary batch: a label byte, then 32x32 R, G and B planes.
+CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
 def cache_dir():
@@ -182,6 +187,15 @@ def _load_path(path, size, progress):
     if path.endswith(".rec"):
         return Data(path, read_recordio(path, size))
     root = resolve_root(path)
+    names = os.listdir(root)
+    if any(n.startswith("data_batch_") and n.endswith(".bin") for n in names):
+        return cifar10_binary(root, path)
+    if any(n.startswith("data_batch_") and "." not in n
+           and os.path.isfile(os.path.join(root, n)) for n in names):
+        raise DataError(f"{path!r} holds CIFAR-10's python-version batches, which are pickles "
+                        "that gluonres never loads (unpickling runs code from the file); "
+                        "use the binary version (cifar-10-binary.tar.gz: data_batch_N.bin, "
+                        "test_batch.bin) or an image folder")
     if os.path.isfile(os.path.join(root, "train.rec")):
         test = os.path.join(root, "test.rec")
         return Data(path, read_recordio(os.path.join(root, "train.rec"), size),
@@ -240,6 +254,63 @@ def gluon_cifar10():
         images, labels = ds[:]
         splits.append(ImageArrays(images.asnumpy(), labels, CIFAR10_CLASSES))
     return Data("cifar10", *splits)
+
+
+def cifar10_binary(folder, name=None):
+    """CIFAR-10 from its binary batches: ``data_batch_*.bin`` (train) and ``test_batch.bin``.
+
+    Each record is one label byte followed by the 32x32 red, green and blue planes
+    (3,072 bytes). Class names come from ``batches.meta.txt`` when present. Plain bytes:
+    nothing is unpickled.
+
+    Parameters
+    ----------
+    folder : str
+        The folder holding the batches (``cifar-10-batches-bin``).
+    name : str, optional
+        The dataset's name (default ``folder``).
+
+    Returns
+    -------
+    Data
+
+    Raises
+    ------
+    DataError
+        For a batch whose size is not a whole number of records, or a label without a
+        class name, naming the file and the fix.
+    """
+    classes = CIFAR10_CLASSES
+    meta = os.path.join(folder, "batches.meta.txt")
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            classes = [line.strip() for line in f if line.strip()]
+    train = sorted((n for n in os.listdir(folder)
+                    if n.startswith("data_batch_") and n.endswith(".bin")),
+                   key=lambda n: (len(n), n))
+    test = os.path.join(folder, "test_batch.bin")
+    return Data(name or folder, _cifar_batches([os.path.join(folder, n) for n in train], classes),
+                _cifar_batches([test], classes) if os.path.isfile(test) else None)
+
+
+def _cifar_batches(paths, classes):
+    records = []
+    for path in paths:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % CIFAR_RECORD:
+            raise DataError(f"{path!r} is not a CIFAR-10 binary batch ({raw.size} bytes, not a "
+                            f"whole number of {CIFAR_RECORD}-byte records: truncated?); "
+                            "extract cifar-10-binary.tar.gz again")
+        records.append(raw.reshape(-1, CIFAR_RECORD))
+    records = np.concatenate(records)
+    labels = records[:, 0].astype(np.int32)
+    if labels.max() >= len(classes):
+        folder = os.path.dirname(paths[0])
+        raise DataError(f"the batches in {folder!r} have label {labels.max()} but only "
+                        f"{len(classes)} class names; fix batches.meta.txt (one class name "
+                        "per line)")
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return ImageArrays(images, labels, classes)
 
 
 def resolve_root(path):

@@ -18,6 +18,10 @@ from .preprocess import REFERENCE, Preprocess
 META_KEY = "__gluonres_meta__"
 #: Prefix of optimizer-state arrays in training checkpoints (``opt:NAME``).
 OPTIMIZER_PREFIX = "opt:"
+#: Prefix of the best epoch's weights in training checkpoints (``best:NAME``).
+BEST_PREFIX = "best:"
+#: Training-state arrays that are not weights of the network.
+STATE_PREFIXES = (OPTIMIZER_PREFIX, BEST_PREFIX)
 
 
 def save_arrays(path, arrays, meta=None):
@@ -35,12 +39,17 @@ def save_arrays(path, arrays, meta=None):
     meta : dict, optional
         JSON-able metadata kept in the same file.
     """
+    with atomic_path(path) as tmp:
+        write_arrays(tmp, arrays, meta)
+
+
+def write_arrays(path, arrays, meta=None):
+    """:func:`save_arrays` without the atomic rename, for callers that manage it."""
     arrays = dict(arrays)
     if meta is not None:
         arrays[META_KEY] = mx.nd.array(
             np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype="uint8")
-    with atomic_path(path) as tmp:
-        mx.nd.save(tmp, arrays)
+    mx.nd.save(path, arrays)
 
 
 def load_arrays(path):
@@ -83,8 +92,8 @@ def save_weights(net, path, meta=None):
 def read_weights(path):
     """Read a weights file into ``(arrays, meta)`` without touching any network.
 
-    Accepts gluonres ``.params``, training checkpoints (their optimizer state is left
-    out), exported ``NAME-0000.params`` (``arg:``/``aux:`` keys) and the reference
+    Accepts gluonres ``.params``, training checkpoints (their optimizer state and best
+    weights are left out), exported ``NAME-0000.params`` (``arg:``/``aux:`` keys) and the reference
     ``.npz`` files (PyTorch names, mapped to ours; their metadata carries the
     reference's input normalisation).
 
@@ -99,9 +108,14 @@ def read_weights(path):
     if path.endswith(".npz"):
         return _read_reference_npz(path)
     loaded, meta = load_arrays(path)
-    arrays = {re.sub(r"^(arg|aux):", "", k): v for k, v in loaded.items()
-              if not k.startswith(OPTIMIZER_PREFIX)}
-    return arrays, meta
+    return weights_only(loaded), meta
+
+
+def weights_only(arrays):
+    """The network's weights among a file's arrays: training state dropped, exported
+    ``arg:``/``aux:`` prefixes removed."""
+    return {re.sub(r"^(arg|aux):", "", k): v for k, v in arrays.items()
+            if not k.startswith(STATE_PREFIXES)}
 
 
 def _read_reference_npz(path):
@@ -175,13 +189,18 @@ def load_weights(net, path, ctx=None):
         The file's metadata (``preprocess``, ``model``, ``classes`` ... when present).
     """
     arrays, meta = read_weights(path)
-    check_compatible(net, arrays, meta, source=repr(path))
+    set_weights(net, arrays, meta, repr(path), ctx)
+    return meta
+
+
+def set_weights(net, arrays, meta=None, source="weights", ctx=None):
+    """Set ``net``'s parameters from named arrays after checking every name and shape."""
+    check_compatible(net, arrays, meta, source=source)
     ctx = ctx or mx.cpu()
     for name, p in net.collect_params().items():
         if p._data is None and p._deferred_init == ():
             p.initialize(ctx=ctx)
         p.set_data(arrays[name])
-    return meta
 
 
 def preprocess_of(meta, default=None):

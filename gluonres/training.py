@@ -9,11 +9,15 @@ subtraction. ResNet-110/1202 warm up at 0.01 until the training error is below 8
 
 :func:`fit` trains any network on a :class:`~gluonres.data.Data`; with ``out_dir`` it
 writes, every epoch and atomically, ``checkpoint.params`` (weights, momentum, step,
-schedule and data-order state: everything a resumed run needs), ``log.csv``, ``log.json``
-and ``curve.png``; at the end ``weights.params`` and ``export/`` (symbol + params).
+schedule and data-order state: everything a resumed run needs; the previous one is kept
+and both are verified by SHA-256, see :mod:`gluonres.checkpoints`), ``log.csv``,
+``log.json`` and ``curve.png``; at the end ``weights.params`` and ``export/`` (symbol +
+params). With ``kvstore='dist_sync'`` it is one of several workers on MXNet's parameter
+server (:mod:`gluonres.distributed`).
 """
 import csv
 import dataclasses
+import hashlib
 import io as _io
 import json
 import math
@@ -28,17 +32,21 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from . import deploy, evaluation, io, results
-from ._atomic import atomic_path, write_text
+from . import checkpoints, deploy, evaluation, io, results
+from ._atomic import atomic_path, check_writable, write_text
 from .data import epoch_batches
+from .distributed import KVSTORES, Workers
 from .errors import GluonresError, TrainingDivergedError, WeightsMismatchError
 from .preprocess import Preprocess
 
 #: Batches whose mean error decides when the error-driven warm-up ends.
 WARMUP_WINDOW = 10
-CHECKPOINT = "checkpoint.params"
-CHECKPOINT_FORMAT = "gluonres-checkpoint/1"
+CHECKPOINT = checkpoints.LATEST
+CHECKPOINT_FORMAT = checkpoints.FORMAT
 _RUNTIME_FIELDS = ("kvstore",)  # may change when a run is resumed
+#: Settings that `gluonres train` takes as options of the same name.
+_CLI_SETTINGS = ("batch-size", "lr", "momentum", "wd", "epochs", "iterations", "schedule",
+                 "warmup", "normalize", "pad", "kvstore")
 _CARRIED = ("epochs", "started", "train_s", "wall_s", "info", "machine", "resumed")
 
 
@@ -82,8 +90,9 @@ class TrainConfig:
         Per-pixel mean subtraction (the paper) or per-channel mean/std.
     seed : int, default 0
         Initial weights, data order and augmentation.
-    kvstore : str, default 'local'
-        Passed to ``gluon.Trainer``.
+    kvstore : {'local', 'device', 'dist_sync', 'dist_async'}, default 'local'
+        ``dist_*``: one worker of a parameter-server run (``gluonres launch``); each
+        worker trains on its slice of every batch of ``batch_size``.
     """
 
     batch_size: int = 128
@@ -107,25 +116,33 @@ class TrainConfig:
 
     def __post_init__(self):
         self.milestones = tuple(self.milestones)
-        checks = [
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.lr > 0, "lr must be positive"),
-            (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
-            (self.epochs is not None or self.iterations >= 1, "iterations must be at least 1"),
-            (self.schedule in ("step", "cosine"), "schedule must be 'step' or 'cosine'"),
-            (all(0 < m < 1 for m in self.milestones)
-             and list(self.milestones) == sorted(set(self.milestones)),
-             "milestones must be increasing fractions of the run in (0, 1)"),
-            (self.warmup in ("none", "error", "fixed"),
-             "warmup must be 'none', 'error' or 'fixed'"),
-            (self.warmup == "none" or self.warmup_lr <= self.lr,
-             "warmup_lr must not exceed lr"),
-            (self.normalize in ("pixel", "channel"), "normalize must be 'pixel' or 'channel'"),
-            (self.pad >= 0, "pad must be 0 or more"),
+        m = self.milestones
+        checks = [  # (valid, setting, allowed values)
+            (self.batch_size >= 1, "batch_size", "at least 1"),
+            (self.lr > 0, "lr", "positive"),
+            (0 <= self.momentum < 1, "momentum", "in [0, 1)"),
+            (self.wd >= 0, "wd", "0 or more"),
+            (0 < self.factor <= 1, "factor", "in (0, 1]"),
+            (self.epochs is None or self.epochs >= 1, "epochs", "at least 1"),
+            (self.epochs is not None or self.iterations >= 1, "iterations", "at least 1"),
+            (self.schedule in ("step", "cosine"), "schedule", "'step' or 'cosine'"),
+            (all(0 < x < 1 for x in m) and list(m) == sorted(set(m)), "milestones",
+             "increasing fractions of the run in (0, 1)"),
+            (self.warmup in ("none", "error", "fixed"), "warmup", "'none', 'error' or 'fixed'"),
+            (self.warmup == "none" or 0 < self.warmup_lr <= self.lr, "warmup_lr",
+             f"positive and at most lr ({self.lr:g})"),
+            (0 < self.warmup_error <= 1, "warmup_error", "in (0, 1]"),
+            (self.warmup_iterations >= 1, "warmup_iterations", "at least 1"),
+            (self.normalize in ("pixel", "channel"), "normalize", "'pixel' or 'channel'"),
+            (self.pad >= 0, "pad", "0 or more"),
+            (self.kvstore in KVSTORES, "kvstore", ", ".join(KVSTORES)),
         ]
-        for ok, message in checks:
+        for ok, name, allowed in checks:
             if not ok:
-                raise GluonresError(f"bad training setting: {message} ({self.describe()})")
+                flag = name.replace("_", "-")
+                where = f" (--{flag})" if flag in _CLI_SETTINGS else ""
+                raise GluonresError(f"bad training setting {name}={getattr(self, name)!r}: "
+                                    f"it must be {allowed}; pass a value in range{where}")
 
     def describe(self):
         """One line naming the run length, schedule and warm-up."""
@@ -185,15 +202,12 @@ class Schedule:
 
     def __init__(self, config, total):
         self.config = config
-        # mx.lr_scheduler counts updates from 1 and warms up while num_update < warmup_steps
-        fixed = config.warmup == "fixed"
-        common = dict(base_lr=config.lr, warmup_mode="constant",
-                      warmup_steps=config.warmup_iterations + 1 if fixed else 0,
-                      warmup_begin_lr=config.warmup_lr if fixed else 0.0)
-        if fixed and total <= config.warmup_iterations:
+        self.total = total
+        if config.warmup == "fixed" and total <= config.warmup_iterations:
             raise GluonresError(f"a run of {total} iterations is shorter than its "
                                 f"{config.warmup_iterations}-iteration warm-up; train longer "
                                 "or choose another warm-up")
+        self.milestones = []
         if config.schedule == "step":
             steps = [round(m * total) for m in config.milestones]
             if steps[0] < 1 or len(set(steps)) < len(steps):
@@ -201,13 +215,27 @@ class Schedule:
                                     f"schedule's {len(steps)} milestones; train longer or use "
                                     "the cosine schedule")
             self.milestones = steps
-            self._base = mx.lr_scheduler.MultiFactorScheduler(steps, config.factor, **common)
-        else:
-            self.milestones = []
-            self._base = mx.lr_scheduler.CosineScheduler(total, final_lr=0.0, **common)
+        self._base = self.mx_scheduler()
         self.warmup_done = config.warmup != "error"
         self.warmup_end = None
         self._errors = deque(maxlen=WARMUP_WINDOW)
+
+    def mx_scheduler(self, scale=1):
+        """The ``mx.lr_scheduler`` of this schedule (without the error-driven warm-up).
+
+        ``scale`` multiplies every length: a ``dist_async`` server counts each worker's
+        update, ``scale`` per iteration.
+        """
+        config = self.config
+        # mx.lr_scheduler counts updates from 1 and warms up while num_update < warmup_steps
+        fixed = config.warmup == "fixed"
+        common = dict(base_lr=config.lr, warmup_mode="constant",
+                      warmup_steps=config.warmup_iterations * scale + 1 if fixed else 0,
+                      warmup_begin_lr=config.warmup_lr if fixed else 0.0)
+        if config.schedule == "step":
+            return mx.lr_scheduler.MultiFactorScheduler([m * scale for m in self.milestones],
+                                                        config.factor, **common)
+        return mx.lr_scheduler.CosineScheduler(self.total * scale, final_lr=0.0, **common)
 
     def __call__(self, iteration):
         """The learning rate of update ``iteration + 1``."""
@@ -274,7 +302,7 @@ class TrainState:
 
 
 # ---------------------------------------------------------------------------- the step
-def prepare(net, config, ctx=None):
+def prepare(net, config, ctx=None, workers=None, lr_scheduler=None):
     """The block that runs the training steps of ``net``, and its ``gluon.Trainer`` (SGD).
 
     The one place that decides how a network executes during training: the static graph
@@ -282,6 +310,8 @@ def prepare(net, config, ctx=None):
     statistics, measured faster by ``gluonres bench``), whose updates land in ``net``'s
     parameters. ``net`` itself is hybridized for evaluation. Its BatchNorm statistics
     arrive without an engine dependency: call ``mx.nd.waitall()`` before reading them.
+    ``workers`` (:class:`~gluonres.distributed.Workers`) connects the trainer to the
+    parameter server; ``lr_scheduler`` travels with the optimizer (``dist_async`` servers).
 
     Returns
     -------
@@ -290,24 +320,30 @@ def prepare(net, config, ctx=None):
     from . import speed
     step = speed.for_training(net)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": config.lr, "momentum": config.momentum,
-                             "wd": config.wd},
-                            kvstore=config.kvstore)
-    return step, trainer
+    optimizer = {"learning_rate": config.lr, "momentum": config.momentum, "wd": config.wd}
+    if lr_scheduler is not None:
+        optimizer["lr_scheduler"] = lr_scheduler
+    kvstore = workers.trainer_options() if workers else {"kvstore": config.kvstore}
+    # BatchNorm's running statistics are not trained: left out, so that no KVStore (nor
+    # its first-step broadcast, which lands after the first batch's statistics) touches
+    # them
+    trained = [p for p in net.collect_params().values() if p.grad_req != "null"]
+    return step, gluon.Trainer(trained, "sgd", optimizer, **kvstore)
 
 
-def train_step(net, trainer, loss_fn, x, y):
+def train_step(net, trainer, loss_fn, x, y, batch_size=None):
     """One SGD update on a batch; returns an NDArray ``[mean loss, error rate]``.
 
     The metrics depend on the forward pass only, so reading them does not wait for the
-    backward pass and update.
+    backward pass and update. ``batch_size`` normalises the gradient (default: the
+    batch's; distributed workers pass the whole batch, see
+    :meth:`~gluonres.distributed.Workers.step_size`).
     """
     with autograd.record():
         out = net(x)
         loss = loss_fn(out, y)
     loss.backward()
-    trainer.step(x.shape[0])
+    trainer.step(batch_size or x.shape[0])
     return mx.nd.stack(loss.mean(), (out.argmax(axis=1) != y).mean())
 
 
@@ -372,22 +408,27 @@ def _flatten_state(state, key):
 
 
 def checkpoint_meta(out_dir):
-    """The JSON metadata of ``out_dir``'s checkpoint (config, data, progress).
+    """The JSON metadata of ``out_dir``'s newest good checkpoint (config, data, progress).
 
     Raises
     ------
     GluonresError
-        If there is no checkpoint, or the file is not a gluonres checkpoint.
+        If there is no checkpoint, or none passes its SHA-256 and format checks.
     """
-    path = os.path.join(out_dir, CHECKPOINT)
-    if not os.path.isfile(path):
-        raise GluonresError(f"no checkpoint to resume in {out_dir!r} ({CHECKPOINT} is "
-                            "missing); drop --resume to start a new run there")
-    meta = io.load_arrays(path)[1]
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise io.CorruptFileError(f"{path!r} is not a gluonres training checkpoint; resume "
-                                  "only from folders written by gluonres train")
-    return meta
+    return checkpoints.CheckpointStore(out_dir).load().meta
+
+
+def check_new_run(out_dir):
+    """Refuse to start a run in a folder that holds one (its checkpoints would be lost).
+
+    Raises
+    ------
+    GluonresError
+        Naming the folder and the two ways on: ``--resume`` or another folder.
+    """
+    if checkpoints.CheckpointStore(out_dir).exists():
+        raise GluonresError(f"{out_dir!r} already holds a run ({CHECKPOINT}); continue it with "
+                            "--resume or choose another output folder")
 
 
 def check_checkpoint_model(meta, model, path):
@@ -401,8 +442,11 @@ def check_checkpoint_model(meta, model, path):
 def _check_resumable(meta, net, arrays, config, data_info, path):
     """Refuse a checkpoint of another model, other settings or other data, naming it."""
     check_checkpoint_model(meta, getattr(net, "model_name", None), path)
-    weights = {k: v for k, v in arrays.items() if not k.startswith(io.OPTIMIZER_PREFIX)}
-    io.check_compatible(net, weights, meta, source=repr(path))
+    if meta["state"].get("optimizer_on_servers"):
+        raise GluonresError(f"{path!r} was written by a dist_async run, whose momentum lived "
+                            "on the parameter servers and is not in the checkpoint; it cannot "
+                            "be resumed exactly: start a new run (dist_sync runs resume)")
+    io.check_compatible(net, io.weights_only(arrays), meta, source=repr(path))
     saved = meta["config"]
     for key, value in config.to_dict().items():
         if key not in _RUNTIME_FIELDS and saved.get(key) != value:
@@ -479,57 +523,77 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     n_epochs = math.ceil(total / per_epoch)
     schedule = Schedule(config, total)
     data_info = data.describe()
-    ckpt = os.path.join(out_dir, CHECKPOINT) if out_dir else None
-    if ckpt and os.path.exists(ckpt) and not resume:
-        raise GluonresError(f"{out_dir!r} already holds a run ({CHECKPOINT}); continue it with "
-                            "--resume or choose another output folder")
+    store = checkpoints.CheckpointStore(out_dir) if out_dir else None
+    ckpt = store.path() if store else None
+    if out_dir and not resume:
+        check_new_run(out_dir)
     if resume and not out_dir:
         raise GluonresError("resume needs the output folder of the run to continue")
+    if config.kvstore == "dist_async" and config.warmup == "error":
+        raise GluonresError("the error-driven warm-up needs every worker's training error "
+                            "at every step, which dist_async does not have; use --kvstore "
+                            "dist_sync or --warmup fixed")
+    if out_dir and not resume:
+        check_writable(out_dir)
+    workers = Workers(config.kvstore)
+    shard = workers.shard(config.batch_size)
+    writer = out_dir if workers.writer else None  # only rank 0 writes the run folder
+    progress = progress and workers.writer
 
     history = {"model": model, "config": config.to_dict(), "data": data_info,
                "iterations_per_epoch": per_epoch, "total_iterations": total,
                "milestones": schedule.milestones, "epochs": [], "info": info or {},
                "resumed": [], "machine": results.machine(), "started": _now(),
-               "train_s": 0.0, "wall_s": 0.0}
+               "train_s": 0.0, "wall_s": 0.0, "workers": workers.describe()}
+    say = _printer(progress)
     best = {"epoch": None, "val_error_pct": None}
     best_arrays = None
     if resume:
-        meta = checkpoint_meta(out_dir)
-        arrays, _ = io.load_arrays(ckpt)
-        _check_resumable(meta, net, arrays, config, data_info, ckpt)
+        loaded = store.load()
+        meta, arrays = loaded.meta, loaded.arrays
+        _check_resumable(meta, net, arrays, config, data_info, loaded.path)
+        if loaded.note:
+            print(f"gluonres: warning: {loaded.note}", file=sys.stderr, flush=True)
         preprocess = Preprocess.from_dict(meta["preprocess"])
-        io.load_weights(net, ckpt, ctx)
+        weights = io.weights_only(arrays)
+        io.set_weights(net, weights, meta, repr(loaded.path), ctx)
+        mx.nd.waitall()  # BatchNorm updates its statistics without a tracked dependency
         state_meta = meta["state"]
         schedule.load_state_dict(state_meta["schedule"])
         history.update({k: meta["history"].get(k, history[k]) for k in _CARRIED})
         history["resumed"].append({"info": info or {}, "machine": results.machine(),
-                                   "at_epoch": state_meta["epoch"], "started": _now()})
+                                   "at_epoch": state_meta["epoch"], "started": _now(),
+                                   "checkpoint": os.path.basename(loaded.path),
+                                   **({"fallback": loaded.note} if loaded.note else {})})
         best = state_meta["best"]
-        if best["epoch"] is not None:
-            best_arrays = io.read_weights(os.path.join(out_dir, "best.params"))[0]
+        best_arrays = _resumed_best(best, state_meta["epoch"], arrays, weights, out_dir)
     else:
         initialize(net, config.seed, ctx)
         preprocess = Preprocess.fit(train.images, config.normalize)
-    net(mx.nd.zeros((1, 3) + train.images.shape[1:3], ctx=ctx))  # completes deferred shapes
-    step, trainer = prepare(net, config, ctx)
+    _complete_shapes(net, train.images.shape[1:3], ctx)
+    server_schedule = None
+    if not workers.synchronous:  # the servers update, so the schedule must travel to them
+        server_schedule = schedule.mx_scheduler(scale=workers.count)
+    step, trainer = prepare(net, config, ctx, workers, server_schedule)
     if resume:
-        load_optimizer_states(trainer, arrays, repr(ckpt))
+        load_optimizer_states(trainer, arrays, repr(loaded.path))
     state = TrainState(net, trainer, config, preprocess, out_dir=out_dir,
                        history=history["epochs"])
     if history["epochs"]:
         state.epoch = history["epochs"][-1]["epoch"]
         state.iteration = history["epochs"][-1]["iteration"]
-    if out_dir:
+    if writer:
         os.makedirs(out_dir, exist_ok=True)
     weights_meta = {"model": model, "preprocess": preprocess.to_dict(),
                     "classes": data.classes, "data": data.name}
-    say = _printer(progress)
-    say(f"{model} on {data.name}: {len(train)} training images, {per_epoch} iterations per "
-        f"epoch, {n_epochs} epochs ({total} iterations); {config.describe()}")
+    on = f" on {workers.count} workers ({config.kvstore})" if workers.count > 1 else ""
+    say(f"{model} on {data.name}{on}: {len(train)} training images, {per_epoch} iterations "
+        f"per epoch, {n_epochs} epochs ({total} iterations); {config.describe()}")
     for cb in callbacks:
         cb.on_train_begin(state)
 
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    step_size = workers.step_size(config.batch_size)
     segment_start = time.time()
     wall_before = history["wall_s"]
     while state.epoch < n_epochs:
@@ -537,6 +601,9 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         steps = min(per_epoch, total - state.iteration)
         batches = epoch_batches(train, config.batch_size, config.seed, state.epoch,
                                 config.pad, config.flip)
+        # layers that draw random numbers (dropout, drop path) see the same ones in a
+        # resumed epoch as in an uninterrupted one
+        mx.random.seed(_epoch_seed(config.seed, state.epoch))
         bar = tqdm(total=steps, desc=f"epoch {state.epoch + 1}/{n_epochs}", unit="batch",
                    leave=False, disable=not progress, file=sys.stderr,
                    mininterval=0.5 if sys.stderr.isatty() else 30)
@@ -545,10 +612,12 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
             for _ in range(steps):
                 images, labels = next(batches)
                 state.lr = schedule(state.iteration)
-                trainer.set_learning_rate(state.lr)
-                x, y = to_input(images, labels, preprocess, ctx)
-                state.loss, state.error = (float(v) for v in
-                                           train_step(step, trainer, loss_fn, x, y).asnumpy())
+                if server_schedule is None:
+                    trainer.set_learning_rate(state.lr)
+                x, y = to_input(images[shard], labels[shard], preprocess, ctx)
+                metrics = workers.mean("metrics", train_step(step, trainer, loss_fn, x, y,
+                                                             step_size))
+                state.loss, state.error = (float(v) for v in metrics.asnumpy())
                 if not (math.isfinite(state.loss) and math.isfinite(state.error)):
                     raise TrainingDivergedError(_diverged(f"the loss became {state.loss}",
                                                           state, ckpt))
@@ -564,8 +633,11 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
                                 lr=f"{state.lr:g}", img_s=f"{rate:.0f}", refresh=False)
         finally:
             bar.close()
+        # the cached graph writes BatchNorm's running statistics without a dependency
+        # the engine tracks: wait for them before they are averaged, evaluated or saved
+        mx.nd.waitall()
+        workers.average_statistics(net)
         train_s = time.time() - epoch_start
-        mx.nd.waitall()  # the static graph's BatchNorm statistics (see prepare)
         if not _finite(net):
             raise TrainingDivergedError(_diverged("the weights became NaN/inf", state, ckpt,
                                                   when="by the end of"))
@@ -590,12 +662,12 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         if improved:
             best = {"epoch": state.epoch, "val_error_pct": record["val_error_pct"]}
             best_arrays = {n: p.data().copy() for n, p in net.collect_params().items()}
-        if out_dir:
+        if writer:
             if improved:
                 io.save_weights(net, os.path.join(out_dir, "best.params"),
                                 {**weights_meta, "epoch": state.epoch})
-            _save_checkpoint(ckpt, net, trainer, schedule, weights_meta, config, data_info,
-                             state, best, history)
+            _save_checkpoint(store, net, trainer, schedule, weights_meta, config, data_info,
+                             state, best, best_arrays, history, workers)
             write_logs(history, out_dir)
         say(_epoch_line(record, n_epochs))
 
@@ -611,13 +683,57 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
                               / max(history["train_s"], 1e-9))
     history["finished"] = _now()
     history["wall_s"] = wall_before + time.time() - segment_start
-    if out_dir:
+    history["weights_sha256"] = weights_digest(net)
+    history["files"] = {}
+    if writer:
         history["files"] = _write_final(net, out_dir, model, history,
                                         {**weights_meta, "epoch": history["selected_epoch"],
                                          "test_accuracy": history["test_accuracy"]})
     for cb in callbacks:
         cb.on_train_end(state, history)
     return history
+
+
+def weights_digest(net):
+    """SHA-256 over every parameter's name, shape and float bytes, in name order: equal
+    digests mean bit-identical weights (e.g. on every worker of a distributed run)."""
+    digest = hashlib.sha256()
+    for name, p in sorted(net.collect_params().items()):
+        value = p.data().asnumpy()
+        digest.update(f"{name}:{value.shape}:{value.dtype}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def _complete_shapes(net, image_size, ctx):
+    """One forward pass at the data's image size completes deferred shapes; a network
+    that cannot take that size is refused here, with the fix, not by an MXNet error."""
+    try:
+        net(mx.nd.zeros((1, 3) + tuple(image_size), ctx=ctx))
+    except mx.MXNetError as err:
+        size = getattr(net, "input_size", None)
+        fix = (f"load the data at the model's size (--data is resized by gluonres train; "
+               f"data.load(..., size={size}))" if size else "resize the images")
+        reason = (str(err).strip().splitlines() or ["shape error"])[0][:160]
+        raise GluonresError(f"{getattr(net, 'model_name', 'the network')} cannot take "
+                            f"{image_size[0]}x{image_size[1]} images ({reason}); {fix}") \
+            from None
+
+
+def _epoch_seed(seed, epoch):
+    return int(np.random.default_rng([seed, epoch, 1]).integers(2 ** 31))
+
+
+def _resumed_best(best, epoch, arrays, weights, out_dir):
+    """The best epoch's weights of a resumed run (``None`` without a validation split)."""
+    if best["epoch"] is None:
+        return None
+    if best["epoch"] == epoch:
+        return {n: v.copy() for n, v in weights.items()}
+    kept = {k[len(io.BEST_PREFIX):]: v for k, v in arrays.items()
+            if k.startswith(io.BEST_PREFIX)}
+    # checkpoints written before the best weights travelled in them
+    return kept or io.read_weights(os.path.join(out_dir, "best.params"))[0]
 
 
 def error_pct(net, split, preprocess, ctx=None, batch_size=256):
@@ -646,16 +762,19 @@ def _diverged(what, state, ckpt, when="at"):
             "folder")
 
 
-def _save_checkpoint(path, net, trainer, schedule, weights_meta, config, data_info, state,
-                     best, history):
+def _save_checkpoint(store, net, trainer, schedule, weights_meta, config, data_info, state,
+                     best, best_arrays, history, workers):
     arrays = {n: p.data().copyto(mx.cpu()) for n, p in net.collect_params().items()}
     arrays.update(optimizer_states(trainer))
+    if best["epoch"] not in (None, state.epoch):  # else the weights are the best ones
+        arrays.update({io.BEST_PREFIX + n: v.copyto(mx.cpu()) for n, v in best_arrays.items()})
     meta = {**weights_meta, "format": CHECKPOINT_FORMAT, "config": config.to_dict(),
             "data": data_info,
             "state": {"epoch": state.epoch, "iteration": state.iteration,
-                      "schedule": schedule.state_dict(), "best": best, "seed": config.seed},
+                      "schedule": schedule.state_dict(), "best": best, "seed": config.seed,
+                      "optimizer_on_servers": not workers.synchronous},
             "history": {k: history[k] for k in _CARRIED}}
-    io.save_arrays(path, arrays, meta)
+    store.save(arrays, meta)
 
 
 def _write_final(net, out_dir, model, history, weights_meta):

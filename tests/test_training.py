@@ -127,8 +127,9 @@ def test_fit_writes_the_run_folder(digits, tmp_path):
     out = str(tmp_path / "run")
     history = training.fit(resnet8(), small(digits, val=64), fast(), out_dir=out,
                            progress=False, info={"command": "test"})
-    assert sorted(os.listdir(out)) == ["best.params", "checkpoint.params", "curve.png",
-                                       "export", "log.csv", "log.json", "weights.params"]
+    assert sorted(os.listdir(out)) == ["best.params", "checkpoint.json", "checkpoint.params",
+                                       "checkpoint.prev.params", "curve.png", "export",
+                                       "log.csv", "log.json", "weights.params"]
     records = history["epochs"]
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["iteration"] == 12
     for key in ("train_loss", "train_error_pct", "val_error_pct", "test_error_pct", "lr",
