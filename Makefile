@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # a new folder per demo run: nothing from an earlier run is overwritten
 DEMO   := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test clean
+.PHONY: demo test clean peers
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,12 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs
+
+# Optional benchmark peers (PyTorch, OpenVINO) in their own environment: torch >= 2 makes
+# GluonCV refuse to import, so they never enter .venv, pyproject or CI.
+.venv-peers/.installed:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install --quiet torch==2.13.0 openvino==2026.4.1 numpy==1.23.5
+	touch .venv-peers/.installed
+
+peers: .venv-peers/.installed

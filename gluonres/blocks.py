@@ -43,13 +43,23 @@ def resolve_arrangement(preact=None, arrangement=None):
     return arrangement
 
 
+def relu(F, x):
+    """ReLU as the ``Activation`` operator, which has a oneDNN kernel.
+
+    The plain ``relu`` operator has none in mxnet 1.9.1: each call converts oneDNN's
+    blocked layout back to NCHW and the next convolution converts it again, which made
+    ResNet-56 training ~25% slower on the project machine (docs/performance.md).
+    """
+    return F.Activation(x, act_type="relu")
+
+
 def swish(F, x):
     """``x * sigmoid(x)`` (swish, also called SiLU), the EfficientNet activation."""
     return x * F.sigmoid(x)
 
 
 # activation name -> function(F, x); ``act=True`` means "relu" for the ResNets
-ACTIVATIONS = {"relu": lambda F, x: F.relu(x), "swish": swish}
+ACTIVATIONS = {"relu": relu, "swish": swish}
 
 
 class ConvFactory(HybridBlock):
@@ -343,9 +353,9 @@ class ResidualFactory(HybridBlock):
 
     def hybrid_forward(self, F, x):
         if self.preact_bn is not None:
-            act = F.relu(self.preact_bn(x))
+            act = relu(F, self.preact_bn(x))
         elif self._input_relu:
-            act = F.relu(x)
+            act = relu(F, x)
         else:
             act = x
         out = self.body(act)
@@ -356,5 +366,5 @@ class ResidualFactory(HybridBlock):
         if self.post_bn is not None:
             out = self.post_bn(out)
         if self._arrangement in ("original", "bn_after_add"):
-            out = F.relu(out)
+            out = relu(F, out)
         return out

@@ -362,6 +362,29 @@ def cmd_report(args):
          f"wrote {args.out}" if args.out else page)
 
 
+def cmd_bench(args):
+    from gluonres import bench
+    from gluonres._atomic import write_text
+
+    models = args.models or ["resnet56_cifar"]
+    record = bench.run(models, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                       iters=args.iters, peers_python=args.peers_python,
+                       real_data=args.real_data,
+                       progress=lambda name, r, n: log(f"{name}: repeat {r}/{n}"))
+    if args.memory:
+        mbatch = args.memory_batch or args.batch
+        log(f"memory: {args.memory} at batch {mbatch}, ordinary vs checkpointed step")
+        record["memory"] = bench.memory(args.memory, mbatch, args.memory_steps)
+    text = bench.table(record)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        record["command"] = "gluonres bench " + " ".join(sys.argv[2:])
+        write_text(args.out, json.dumps(record, indent=1, default=_json_default) + "\n")
+        write_text(os.path.splitext(args.out)[0] + ".md", text + "\n")
+        log(f"wrote {args.out} and its .md table")
+    emit(args, record, text)
+
+
 # ---------------------------------------------------------------------------- parser
 def _model_kwargs(args):
     kwargs = {}
@@ -433,7 +456,6 @@ def build_parser():
     p.add_argument("--warmup", type=int, default=2, help="untimed passes before timing")
     p.add_argument("--repeats", type=int, default=5, help="timed passes (median reported)")
     p.set_defaults(run=cmd_backbones)
-
 
     p = sub.add_parser("reproduce", parents=[common],
                        help="re-make a paper section's experiment; writes results/NAME-SCALE.json")
@@ -577,6 +599,29 @@ def build_parser():
     p.add_argument("--docs", help="markdown file whose int8 table to update in place")
     p.add_argument("--export-dir", help="keep the export here (default: a temporary folder)")
     p.set_defaults(run=cmd_int8_bench)
+
+    p = sub.add_parser("bench", parents=[common],
+                       help="side-by-side speed: hybridized, imperative, GluonCV, ONNX "
+                            "Runtime, INT8, OpenVINO, PyTorch")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="registered models (default: resnet56_cifar)")
+    p.add_argument("--batch", type=int, default=128, help="throughput batch size")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per variant")
+    p.add_argument("--iters", type=int, default=2, help="calls per timed sample")
+    p.add_argument("--peers-python",
+                   help="interpreter with torch/openvino for the optional peers (default: "
+                        ".venv-peers/bin/python from `make peers`); a missing one skips them "
+                        "with a note")
+    p.add_argument("--real-data", action="store_true",
+                   help="also time training fed by gluonres.data's CIFAR-10 pipeline")
+    p.add_argument("--memory", metavar="MODEL",
+                   help="also measure peak memory of MODEL's training step, ordinary vs "
+                        "checkpointed (e.g. resnet1202_cifar; each in its own process)")
+    p.add_argument("--memory-batch", type=int, help="batch of the memory runs (default: --batch)")
+    p.add_argument("--memory-steps", type=int, default=3, help="steps per memory run")
+    p.add_argument("--out", help="write the record (JSON) and its table (.md) here")
+    p.set_defaults(run=cmd_bench)
     return parser
 
 

@@ -555,7 +555,8 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
             bar.close()
         train_s = time.time() - epoch_start
         if not _finite(net):
-            raise TrainingDivergedError(_diverged("the weights became NaN/inf", state, ckpt))
+            raise TrainingDivergedError(_diverged("the weights became NaN/inf", state, ckpt,
+                                                  when="by the end of"))
         state.epoch += 1
         record = {"epoch": state.epoch, "iteration": state.iteration, "lr": state.lr,
                   "train_loss": loss_sum / steps, "train_error_pct": 100 * error_sum / steps}
@@ -618,9 +619,11 @@ def _finite(net):
     return all(np.isfinite(p.data().asnumpy()).all() for p in net.collect_params().values())
 
 
-def _diverged(what, state, ckpt):
-    where = (f"{what} at iteration {state.iteration + 1} (epoch {state.epoch + 1}); training "
-             "stopped")
+def _diverged(what, state, ckpt, when="at"):
+    """The NaN message; ``when`` is "at" for the failing iteration, "by the end of" for a
+    check that runs after the last finished one."""
+    iteration = state.iteration + 1 if when == "at" else state.iteration
+    where = f"{what} {when} iteration {iteration} (epoch {state.epoch + 1}); training stopped"
     if ckpt and os.path.exists(ckpt):
         kept = f"the last good checkpoint {ckpt!r} (epoch {state.epoch}) is kept"
     elif ckpt:

@@ -86,3 +86,28 @@ def test_export_untrained_graph(tmp_path):
     record = last_json(run("export", "resnet20_cifar", "--out", str(tmp_path), "--json"))
     net = mx.gluon.SymbolBlock.imports(record["symbol"], ["data"], record["params"])
     assert net(mx.nd.zeros((1, 3, 32, 32))).shape == (1, 10)
+
+
+def test_bench_smoke_json(tmp_path):
+    """Shape of `gluonres bench --json`, not its timings: every variant ran, rates > 0."""
+    out = tmp_path / "bench.json"
+    record = last_json(run("bench", "resnet20_cifar", "--batch", "2", "--repeats", "1",
+                           "--iters", "1", "--warmup", "0", "--peers-python",
+                           str(tmp_path / "none"), "--out", str(out), "--json"))
+    (model,) = record["models"]
+    assert model["model"] == "resnet20_cifar"
+    for key in ("hybrid_fwd_img_s", "imperative_fwd_img_s", "gluoncv_fwd_img_s",
+                "onnxruntime_fwd_img_s", "int8_fwd_img_s", "hybrid_train_img_s",
+                "imperative_train_img_s", "latency1_ms", "peak_fraction"):
+        assert isinstance(model[key], float) and model[key] > 0, key
+    for key in ("openvino_fwd_img_s", "torch_train_img_s"):  # no peer interpreter
+        assert model[key] is None
+    assert "make peers" in record["notes"]["peers"]
+    assert record["gemm_gflops"] > 0
+    assert json.loads(out.read_text())["models"][0]["model"] == "resnet20_cifar"
+    assert "| resnet20_cifar |" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_rejects_bad_batch():
+    _assert_clean_error(run("bench", "resnet20_cifar", "--batch", "0", check=False),
+                        "batch")

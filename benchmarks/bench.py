@@ -1,0 +1,18 @@
+"""The recorded benchmark: ``gluonres bench`` with the settings the results were taken at.
+
+Run it on a quiet machine (the project's lock keeps other heavy jobs out):
+
+    flock /tmp/gluonres-cpu.lock .venv/bin/python benchmarks/bench.py
+
+It writes results/bench-resnet56_cifar.json and .md (the table quoted in
+docs/performance.md). Extra arguments go to ``gluonres bench``.
+"""
+import sys
+
+from gluonres.cli import main
+
+if __name__ == "__main__":
+    args = sys.argv[1:] or ["resnet56_cifar", "--batch", "128", "--repeats", "7",
+                            "--real-data", "--memory", "resnet1202_cifar",
+                            "--out", "results/bench-resnet56_cifar.json"]
+    sys.exit(main(["bench", *args]))

@@ -1,0 +1,619 @@
+"""Side-by-side benchmark: every way of running a model, timed in one process, interleaved.
+
+For each model it times batch-``N`` forward throughput, training-step throughput and
+batch-1 latency of
+
+* gluonres imperative (no hybridization) and gluonres hybridized
+  (:func:`gluonres.speed.for_inference` / :func:`~gluonres.speed.for_training`),
+* the closest GluonCV model, hybridized with static memory,
+* ONNX Runtime on the exported graph, and the INT8 graph of mxnet's oneDNN quantization,
+* optional peers from a separate interpreter (``benchmarks/peers.py``): OpenVINO on the
+  same ONNX file and PyTorch eager on the same architecture; they are skipped with a
+  note when that interpreter or package is missing,
+
+plus an fp32 GEMM on the same threads as the machine's measured ceiling. Each variant is
+warmed up first (excluded); then every repeat runs all variants one after the other, so
+a change in background load hits all of them alike, and the median over repeats is
+reported.
+"""
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from . import speed
+from .analysis import default_input_shape, summary
+from .errors import GluonresError
+from .registry import get_model
+
+#: gluonres model -> the GluonCV model of the same family and depth
+GLUONCV_PEERS = {
+    **{f"resnet{d}_cifar": f"cifar_resnet{d}_v1" for d in (20, 56, 110)},
+    **{f"resnet{d}_cifar_v2": f"cifar_resnet{d}_v2" for d in (20, 56, 110)},
+    **{f"resnet{d}": f"resnet{d}_v1" for d in (18, 34, 50, 101, 152)},
+    **{f"resnet{d}_v2": f"resnet{d}_v2" for d in (18, 34, 50, 101, 152)},
+}
+#: the JSON record's keys per model (null where a variant does not apply)
+KEYS = ("hybrid_fwd_img_s", "imperative_fwd_img_s", "gluoncv_fwd_img_s",
+        "onnxruntime_fwd_img_s", "int8_fwd_img_s", "openvino_fwd_img_s", "torch_fwd_img_s",
+        "hybrid_train_img_s", "imperative_train_img_s", "gluoncv_train_img_s",
+        "gluoncv_static_train_img_s", "gluoncv_imperative_train_img_s", "torch_train_img_s",
+        "realdata_train_img_s")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS_SCRIPT = os.path.join(REPO, "benchmarks", "peers.py")
+DEFAULT_PEERS_PYTHON = os.path.join(REPO, ".venv-peers", "bin", "python")
+
+
+def threads():
+    """OpenMP threads mxnet uses (gluonres sets ``OMP_NUM_THREADS`` when unset)."""
+    return int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0))))
+
+
+def machine():
+    """CPU model, cores, memory, thread setting and library versions, for the record."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            flags = next(line.split(":", 1)[1].split() for line in f
+                         if line.startswith("flags"))
+        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    except (OSError, StopIteration):
+        isa = []
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    try:
+        import onnxruntime
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {"cpu": cpu, "isa": isa, "cores": len(os.sched_getaffinity(0)),
+            "memory_gib": round(mem, 1), "omp_num_threads": threads(),
+            "python": platform.python_version(), "mxnet": mx.__version__,
+            "onnxruntime": ort_version, "load_average": list(os.getloadavg())}
+
+
+# ---------------------------------------------------------------------------- timing
+class Timer:
+    """A named workload: ``run(iters)`` returns the seconds ``iters`` calls took."""
+
+    def __init__(self, name, run, images_per_call):
+        self.name, self.run, self.images = name, run, images_per_call
+        self.samples = []
+
+    def median_rate(self):
+        return float(np.median(self.samples)) if self.samples else None
+
+
+def local(name, fn, images):
+    """A timer for an in-process callable that blocks until its work is done."""
+    def run(iters):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return time.perf_counter() - start
+    return Timer(name, run, images)
+
+
+def interleaved(timers, repeats, warmup, iters, progress=None):
+    """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
+
+    Each sample is images per second over ``iters`` calls; a timer that fails is dropped
+    with its error recorded instead of aborting the others.
+    """
+    errors = {}
+    for t in list(timers):
+        try:
+            t.run(warmup)
+        except Exception as err:  # a peer's failure must not lose the other numbers
+            errors[t.name] = f"{type(err).__name__}: {err}"
+            timers.remove(t)
+    for r in range(repeats):
+        for t in timers:
+            seconds = t.run(iters)
+            t.samples.append(iters * t.images / seconds)
+        if progress:
+            progress(r + 1, repeats)
+    return errors
+
+
+def gemm_gflops(n=2048, repeats=5):
+    """fp32 GEMM rate through mxnet's oneDNN ``FullyConnected`` on the same threads.
+
+    ``n x n`` by ``n x n``: ``2 n^3`` floating-point operations; the median of
+    ``repeats`` after one warm-up.
+    """
+    a = mx.nd.random.uniform(shape=(n, n))
+    b = mx.nd.random.uniform(shape=(n, n))
+
+    def once():
+        mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=n).wait_to_read()
+    once()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        rates.append(2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return float(np.median(rates))
+
+
+# ---------------------------------------------------------------------------- variants
+def _net(name, seed=0):
+    mx.random.seed(seed)
+    net = get_model(name)
+    net.initialize(mx.init.MSRAPrelu(slope=0))
+    net.infer_shape(mx.nd.zeros(default_input_shape(net)))
+    return net
+
+
+def _forward(block, x):
+    return lambda: block(x).wait_to_read()
+
+
+def _train_step(block, params, x, y):
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.01, "momentum": 0.9,
+                                            "wd": 1e-4})
+    batch = x.shape[0]
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(block(x), y)
+        loss.backward()
+        trainer.step(batch)
+        mx.nd.waitall()
+    return step
+
+
+def _gluoncv(name):
+    from gluoncv.model_zoo import get_model as gluoncv_model
+    mx.random.seed(0)
+    net = gluoncv_model(name, pretrained=False)
+    net.initialize(mx.init.MSRAPrelu(slope=0))
+    return net
+
+
+def _export_onnx(net, shape, folder):
+    """ONNX file of ``net``'s graph at a fixed input shape (mxnet's exporter).
+
+    Kept minimal on purpose: gluonres.deploy owns exporting; switch to it once it writes
+    ONNX.
+    """
+    import onnx
+    sym = net(mx.sym.var("data"))
+    params = {name: p.data() for name, p in net.collect_params().items()}
+    path = os.path.join(folder, "model.onnx")
+    mx.onnx.export_model(sym, params, [shape], [np.float32], path)
+    # mxnet lists the weights among the graph inputs too, which stops ONNX Runtime and
+    # OpenVINO from folding them as constants (BatchNorm into convolution): the peers
+    # get the graph at its best
+    model = onnx.load(path)
+    weights = {init.name for init in model.graph.initializer}
+    for inp in [i for i in model.graph.input if i.name in weights]:
+        model.graph.input.remove(inp)
+    onnx.save(model, path)
+    return path
+
+
+def _int8(net, x, calib_batches=4):
+    """mxnet's oneDNN INT8 graph of ``net``, naive (min/max) calibration.
+
+    Calibrated on synthetic batches: this measures speed only (gluonres.deploy's INT8
+    export calibrates on real images and measures accuracy).
+    """
+    from mxnet.contrib.quantization import quantize_net_v2
+    calib = mx.io.NDArrayIter(mx.nd.random.uniform(-1, 1, shape=(calib_batches * x.shape[0],
+                                                                 *x.shape[1:])),
+                              batch_size=x.shape[0])
+    qnet = quantize_net_v2(net, quantized_dtype="auto",
+                           exclude_layers_match=["stem_conv"], calib_data=calib,
+                           calib_mode="naive", num_calib_examples=calib_batches * x.shape[0],
+                           ctx=mx.cpu())
+    qnet.hybridize(static_alloc=True, static_shape=True)
+    return qnet
+
+
+def _onnxruntime(path, x, n_threads):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = n_threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.asnumpy()}
+    return lambda: sess.run(None, feed)
+
+
+class Peers:
+    """The optional comparators, served by ``benchmarks/peers.py`` in its own interpreter.
+
+    PyTorch and OpenVINO are not gluonres dependencies (and PyTorch >= 2 makes GluonCV
+    refuse to import), so they live in a separate environment (``make peers``). The
+    worker waits on standard input between requests, so it costs nothing while the
+    in-process variants run.
+    """
+
+    def __init__(self, python):
+        self.notes = {}
+        self.proc = None
+        if not python or not os.path.exists(python):
+            self.notes["peers"] = (f"skipped: no peer interpreter at {python!r} (run "
+                                   "`make peers` to install PyTorch and OpenVINO there)")
+            return
+        if not os.path.exists(PEERS_SCRIPT):
+            self.notes["peers"] = f"skipped: {PEERS_SCRIPT} not found (not a source checkout)"
+            return
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads())}
+        self.proc = subprocess.Popen([python, PEERS_SCRIPT], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.info = self._ask({"cmd": "info"})
+
+    def _ask(self, request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the peer worker exited; see its messages above")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def timer(self, name, images, **setup):
+        """A Timer for a peer variant, or ``None`` with a note when it is unavailable."""
+        if self.proc is None:
+            return None
+        try:
+            reply = self._ask({"cmd": "setup", "name": name, **setup})
+        except RuntimeError as err:
+            self.notes[name] = f"skipped: {err}"
+            return None
+        if reply.get("note"):
+            self.notes[name] = reply["note"]
+
+        def run(iters):
+            return self._ask({"cmd": "time", "name": name, "iters": iters})["seconds"]
+        return Timer(name, run, images)
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def _real_data_batches(batch):
+    """Training images from ``gluonres.data`` (issue 3's pipeline), or ``None``.
+
+    Returns a function producing the next ``(x, y)`` batch, decoded and augmented on the
+    fly with the library's own augmentation.
+    """
+    from . import data
+    if not (hasattr(data, "load") and hasattr(data, "epoch_batches")):
+        return None
+    dataset = data.load("cifar10", progress=False)
+    mean = dataset.train.images.reshape(-1, 3).mean(0) / 255
+    std = dataset.train.images.reshape(-1, 3).std(0) / 255
+    scale = mx.nd.array(1 / (255 * std)).reshape((1, 3, 1, 1))
+    shift = mx.nd.array(mean / std).reshape((1, 3, 1, 1))
+    state = {"epoch": 0, "it": None}
+
+    def next_batch():
+        while True:
+            if state["it"] is None:
+                state["it"] = data.epoch_batches(dataset.train, batch, 0, state["epoch"])
+            try:
+                images, labels = next(state["it"])
+                break
+            except StopIteration:
+                state["epoch"] += 1
+                state["it"] = None
+        x = mx.nd.array(images, dtype="uint8").transpose((0, 3, 1, 2)).astype("float32")
+        return mx.nd.broadcast_sub(mx.nd.broadcast_mul(x, scale), shift), \
+            mx.nd.array(labels, dtype="float32")
+    return next_batch
+
+
+def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_data=False,
+                progress=None):
+    """Time every variant of one model side by side; return its JSON record.
+
+    Parameters
+    ----------
+    name : str
+        Registered model.
+    batch : int
+        Batch for throughput (latency is always batch 1).
+    repeats, warmup, iters : int
+        Timed rounds (median reported), warm-up calls per variant, calls per sample.
+    peers : Peers, optional
+    real_data : bool
+        Also time training fed by ``gluonres.data`` (when that pipeline exists).
+    """
+    net = _net(name)
+    shape = default_input_shape(net, batch)
+    x = mx.nd.random.uniform(-1, 1, shape=shape)
+    y = mx.nd.array(np.arange(batch) % net.classes)
+    notes = {}
+    fwd, train = [], []
+
+    # forward throughput at `batch`
+    fwd.append(local("hybrid_fwd", _forward(speed.for_inference(net, batch), x), batch))
+    fwd.append(local("imperative_fwd", _forward(_net(name), x), batch))
+    peer_name = GLUONCV_PEERS.get(name)
+    if peer_name:
+        gcv_fwd = _gluoncv(peer_name)
+        gcv_fwd.hybridize(static_alloc=True, static_shape=True)
+        fwd.append(local("gluoncv_fwd", _forward(gcv_fwd, x), batch))
+        notes["gluoncv"] = peer_name
+    else:
+        notes["gluoncv"] = f"no GluonCV counterpart of {name}"
+    with tempfile.TemporaryDirectory(prefix="gluonres-bench-") as tmp:
+        try:
+            onnx_path = _export_onnx(net, shape, tmp)
+            fwd.append(local("onnxruntime_fwd", _onnxruntime(onnx_path, x, threads()),
+                             batch))
+        except ImportError as err:  # onnx/onnxruntime are the [test] extra
+            onnx_path = None
+            notes["onnxruntime"] = (f"skipped: {err.name} is not installed "
+                                    "(pip install 'gluonres[test]')")
+        try:
+            fwd.append(local("int8_fwd", _forward(_int8(net, x), x), batch))
+        except mx.base.MXNetError as err:
+            notes["int8"] = f"skipped: quantization failed: {str(err).splitlines()[0]}"
+        torch_kwargs = {"model": name, "batch": batch, "threads": threads(),
+                        "onnx": onnx_path, "shape": list(shape)}
+        if peers is not None:
+            for peer in ("openvino_fwd", "torch_fwd")[onnx_path is None:]:
+                t = peers.timer(peer, batch, **torch_kwargs)
+                if t is not None:
+                    fwd.append(t)
+
+        # training-step throughput at `batch`
+        # a network of its own: training changes the weights, and the fused inference
+        # graph of `net` would refold its BatchNorms after every change
+        fast = speed.for_training(_net(name))
+        train.append(local("hybrid_train", _train_step(fast, fast.collect_params(), x, y),
+                           batch))
+        imp = _net(name)
+        train.append(local("imperative_train",
+                           _train_step(imp, imp.collect_params(), x, y), batch))
+        if peer_name:
+            # GluonCV as its training scripts run it (hybridize()), with static memory,
+            # and imperative: what makes its hybridized step slow
+            for variant, flags in (("gluoncv_train", {}),
+                                   ("gluoncv_static_train", {"static_alloc": True,
+                                                             "static_shape": True}),
+                                   ("gluoncv_imperative_train", None)):
+                gcv = _gluoncv(peer_name)
+                if flags is not None:
+                    gcv.hybridize(**flags)
+                train.append(local(variant, _train_step(gcv, gcv.collect_params(), x, y),
+                                   batch))
+        if peers is not None:
+            t = peers.timer("torch_train", batch, **torch_kwargs)
+            if t is not None:
+                train.append(t)
+        if real_data:
+            next_batch = _real_data_batches(batch)
+            if next_batch is None:
+                notes["realdata"] = ("pending: gluonres.data has no load()/epoch_batches() "
+                                     "yet (issue 3's pipeline)")
+            else:
+                real_net = _net(name)
+                real_fast = speed.for_training(real_net)
+                loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+                trainer = gluon.Trainer(real_net.collect_params(), "sgd",
+                                        {"learning_rate": 0.01, "momentum": 0.9})
+
+                def real_step():
+                    bx, by = next_batch()
+                    with autograd.record():
+                        loss = loss_fn(real_fast(bx), by)
+                    loss.backward()
+                    trainer.step(batch)
+                    mx.nd.waitall()
+                train.append(local("realdata_train", real_step, batch))
+
+        errors = interleaved(fwd + train, repeats, warmup, iters, progress)
+
+        # batch-1 latency of the hybridized graph: median over single calls
+        one = mx.nd.random.uniform(-1, 1, shape=default_input_shape(net, 1))
+        latency = local("latency1", _forward(speed.for_inference(net, 1), one), 1)
+        interleaved([latency], max(20, 4 * repeats), warmup + 3, 1)
+        latency_ms = 1000 / latency.median_rate()
+
+    rates = {t.name + "_img_s": t.median_rate() for t in fwd + train}
+    record = {"model": name, **{k: rates.get(k) for k in KEYS}, "latency1_ms": latency_ms}
+    macs = summary(net).macs
+    record["gflop_per_image"] = 2 * macs / 1e9
+    if record["hybrid_fwd_img_s"]:
+        record["hybrid_fwd_gflops"] = record["hybrid_fwd_img_s"] * 2 * macs / 1e9
+    record["samples"] = {t.name: [round(s, 1) for s in t.samples] for t in fwd + train}
+    record["notes"] = {**notes, **{k: f"failed: {v}" for k, v in errors.items()}}
+    return record
+
+
+def ratios(record):
+    """The comparisons the targets are stated in (``None`` where a side is missing)."""
+    def r(a, b):
+        a, b = record.get(a), record.get(b)
+        return round(a / b, 3) if a and b else None
+    return {
+        "hybrid_vs_openvino_fwd": r("hybrid_fwd_img_s", "openvino_fwd_img_s"),
+        "hybrid_vs_gluoncv_fwd": r("hybrid_fwd_img_s", "gluoncv_fwd_img_s"),
+        "hybrid_vs_imperative_fwd": r("hybrid_fwd_img_s", "imperative_fwd_img_s"),
+        "hybrid_vs_onnxruntime_fwd": r("hybrid_fwd_img_s", "onnxruntime_fwd_img_s"),
+        "int8_vs_openvino_fwd": r("int8_fwd_img_s", "openvino_fwd_img_s"),
+        "int8_vs_hybrid_fwd": r("int8_fwd_img_s", "hybrid_fwd_img_s"),
+        "hybrid_vs_imperative_train": r("hybrid_train_img_s", "imperative_train_img_s"),
+        "hybrid_vs_torch_train": r("hybrid_train_img_s", "torch_train_img_s"),
+        "hybrid_vs_gluoncv_train": r("hybrid_train_img_s", "gluoncv_train_img_s"),
+        "gluoncv_hybrid_vs_imperative_train": r("gluoncv_train_img_s",
+                                                "gluoncv_imperative_train_img_s"),
+        "gluoncv_static_vs_imperative_train": r("gluoncv_static_train_img_s",
+                                                "gluoncv_imperative_train_img_s"),
+        "realdata_vs_synthetic_train": r("realdata_train_img_s", "hybrid_train_img_s"),
+    }
+
+
+def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=None,
+        real_data=False, progress=None):
+    """Benchmark ``models``; return the full record (machine, GEMM ceiling, per model).
+
+    Raises
+    ------
+    GluonresError
+        For a batch or repeat count below 1.
+    """
+    if batch < 1 or repeats < 1 or iters < 1 or warmup < 0:
+        raise GluonresError(f"batch, repeats and iters must be >= 1 and warmup >= 0, got "
+                            f"batch={batch} repeats={repeats} iters={iters} "
+                            f"warmup={warmup}")
+    for name in models:
+        get_model(name)  # unknown names fail before any timing
+    peers = Peers(peers_python or DEFAULT_PEERS_PYTHON)
+    try:
+        record = {"machine": machine(), "batch": batch, "repeats": repeats,
+                  "warmup": warmup, "iters_per_sample": iters,
+                  "gemm_gflops": gemm_gflops(), "models": []}
+        if peers.proc is not None:
+            record["machine"]["peers"] = peers.info
+        for name in models:
+            m = bench_model(name, batch, repeats, warmup, iters, peers, real_data,
+                            progress=(lambda r, n, name=name: progress(name, r, n))
+                            if progress else None)
+            if m.get("hybrid_fwd_gflops"):
+                m["peak_fraction"] = m["hybrid_fwd_gflops"] / record["gemm_gflops"]
+            else:
+                m["peak_fraction"] = None
+            m["ratios"] = ratios(m)
+            record["models"].append(m)
+        record["gemm_gflops_after"] = gemm_gflops()
+        record["machine"]["load_average_after"] = list(os.getloadavg())
+        record["notes"] = peers.notes
+    finally:
+        peers.close()
+    return record
+
+
+def table(record):
+    """Markdown table of a :func:`run` record: img/s, latency, GFLOP/s, ratios."""
+    cols = [("hybrid_fwd_img_s", "hybrid fwd"), ("imperative_fwd_img_s", "imperative fwd"),
+            ("gluoncv_fwd_img_s", "GluonCV fwd"), ("onnxruntime_fwd_img_s", "ORT fwd"),
+            ("openvino_fwd_img_s", "OpenVINO fwd"), ("int8_fwd_img_s", "INT8 fwd"),
+            ("torch_fwd_img_s", "PyTorch fwd"), ("hybrid_train_img_s", "hybrid train"),
+            ("imperative_train_img_s", "imperative train"),
+            ("gluoncv_train_img_s", "GluonCV train"),
+            ("gluoncv_static_train_img_s", "GluonCV static train"),
+            ("gluoncv_imperative_train_img_s", "GluonCV imperative train"),
+            ("torch_train_img_s", "PyTorch train"),
+            ("realdata_train_img_s", "real-data train")]
+
+    def fmt(v, digits=0):
+        return "n/a" if v is None else f"{v:,.{digits}f}"
+    lines = [f"Batch {record['batch']}, img/s (median of {record['repeats']}); fp32 GEMM "
+             f"ceiling {record['gemm_gflops']:.0f} GFLOP/s on "
+             f"{record['machine']['omp_num_threads']} threads.", "",
+             "| model | " + " | ".join(c for _, c in cols) +
+             " | latency b1 (ms) | GFLOP/s (of peak) |",
+             "|---" * (len(cols) + 3) + "|"]
+    for m in record["models"]:
+        peak = ("n/a" if m.get("peak_fraction") is None else
+                f"{m['hybrid_fwd_gflops']:.0f} ({100 * m['peak_fraction']:.0f}%)")
+        lines.append(f"| {m['model']} | " + " | ".join(fmt(m.get(k)) for k, _ in cols) +
+                     f" | {fmt(m['latency1_ms'], 2)} | {peak} |")
+    lines += ["", "| model | " + " | ".join(record["models"][0]["ratios"]) + " |",
+              "|---" * (len(record["models"][0]["ratios"]) + 1) + "|"]
+    for m in record["models"]:
+        lines.append(f"| {m['model']} | " +
+                     " | ".join(fmt(v, 2) for v in m["ratios"].values()) + " |")
+    mem = record.get("memory")
+    if mem:
+        s, c = mem["static"], mem["checkpointed"]
+        lines += ["", f"{mem['model']} training step at batch {mem['batch']}: peak RSS "
+                  f"{s['peak_rss_mb']:,.0f} MB ordinary, {c['peak_rss_mb']:,.0f} MB "
+                  f"checkpointed ({100 * mem['memory_saved']:.0f}% less), "
+                  f"{s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s per step "
+                  f"({100 * mem['time_cost']:+.0f}% time)."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- memory
+MEMORY_MODES = ("static", "checkpointed")
+
+
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+    return kb / 1024
+
+
+def memory_child(model, batch, steps, mode):
+    """Train ``steps`` synthetic steps one way; print peak RSS and seconds per step.
+
+    Runs in a fresh process (see :func:`memory`). Building a very deep network peaks
+    higher than a small batch's step (ResNet-1202: ~2.9 GB), so the kernel's peak-RSS
+    mark is reset after building (``/proc/self/clear_refs``) and the reported peak is
+    the training steps' own.
+    """
+    net = _net(model)
+    x = mx.nd.random.uniform(-1, 1, shape=default_input_shape(net, batch))
+    y = mx.nd.array(np.arange(batch) % net.classes)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4})
+    mx.nd.waitall()
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
+    before = _status_mb("VmHWM")
+    if mode == "checkpointed":
+        forward_backward = speed.CheckpointedStep(net, loss_fn)
+    else:
+        block = speed.for_training(net)
+
+        def forward_backward(x, y):
+            with autograd.record():
+                loss = loss_fn(block(x), y)
+            loss.backward()
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        forward_backward(x, y)
+        trainer.step(batch)
+        mx.nd.waitall()
+        seconds.append(time.perf_counter() - start)
+    peak = _status_mb("VmHWM")
+    print(json.dumps({"mode": mode, "peak_rss_mb": peak, "rss_before_mb": before,
+                      "seconds_per_step": seconds}))
+
+
+def memory(model="resnet1202_cifar", batch=128, steps=3):
+    """Peak memory and step time of a training step, ordinary vs checkpointed.
+
+    Each mode runs in its own process; the first step (planning, allocation) is
+    excluded from the time, not from the peak.
+    """
+    out = {"model": model, "batch": batch, "steps": steps}
+    for mode in MEMORY_MODES:
+        code = (f"from gluonres.bench import memory_child; "
+                f"memory_child({model!r}, {batch}, {steps}, {mode!r})")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{mode} memory run failed: {proc.stderr.strip()[-500:]}")
+        rec = json.loads(proc.stdout.strip().splitlines()[-1])
+        rec["median_step_s"] = float(np.median(rec["seconds_per_step"][1:] or
+                                               rec["seconds_per_step"]))
+        out[mode] = rec
+    s, c = out["static"], out["checkpointed"]
+    out["memory_saved"] = 1 - c["peak_rss_mb"] / s["peak_rss_mb"]
+    out["time_cost"] = c["median_step_s"] / s["median_step_s"] - 1
+    return out
