@@ -337,18 +337,30 @@ def cmd_backbones(args):
 
 def cmd_reproduce(args):
     from gluonres import experiments
+    from gluonres.errors import GluonresError
 
+    names = list(experiments.EXPERIMENTS) if args.names == ["all"] else args.names
+    for name in names:  # every name and record path is checked before anything runs
+        experiments.get(name)
+        path = os.path.join(args.out, f"{name}-{args.scale}.json")
+        if os.path.exists(path) and not args.force:
+            raise GluonresError(f"{path} already exists; pass --force to replace it "
+                                "(finished training runs are reused, so this is quick)")
     command = shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
-    record = experiments.reproduce(args.name, args.scale, data=args.data, out=args.out,
-                                   work=args.work, progress=not args.no_progress,
-                                   force=args.force, command=command)
-    path = os.path.join(args.out, f"{args.name}-{args.scale}.json")
-    module = experiments.get(args.name)
-    emit(args, {"record": path, "experiment": args.name, "scale": args.scale,
-                "runs": record["runs"], "wall_s": record["wall_s"],
-                "training_s": record["training_s"], "claims": record.get("claims")},
-         f"{module.TITLE} ({args.scale} scale)\n{module.table(record)}\n"
-         f"record: {path}  ({record['wall_s'] / 60:.1f} min)")
+    done, text = [], []
+    for name in names:
+        record = experiments.reproduce(name, args.scale, data=args.data, out=args.out,
+                                       work=args.work, progress=not args.no_progress,
+                                       force=args.force, command=command)
+        path = os.path.join(args.out, f"{name}-{args.scale}.json")
+        module = experiments.get(name)
+        done.append({"record": path, "experiment": name, "scale": args.scale,
+                     "runs": record["runs"], "wall_s": record["wall_s"],
+                     "training_s": record["training_s"], "claims": record.get("claims")})
+        text.append(f"{module.TITLE} ({args.scale} scale)\n{module.table(record)}\n"
+                    f"record: {path}  ({record['wall_s'] / 60:.1f} min)")
+        log(f"wrote {path}")
+    emit(args, {"experiments": done}, "\n\n".join(text))
 
 
 def cmd_report(args):
@@ -460,8 +472,9 @@ def build_parser():
     p = sub.add_parser("reproduce", parents=[common],
                        help="re-make a paper section's experiment; writes results/NAME-SCALE.json")
     from gluonres.experiments import EXPERIMENTS
-    p.add_argument("name", choices=EXPERIMENTS, metavar="NAME",
-                   help="experiment: " + ", ".join(EXPERIMENTS))
+    p.add_argument("names", nargs="+", choices=[*EXPERIMENTS, "all"], metavar="NAME",
+                   help="experiments, run one after another in one process (the data is "
+                   "decoded once): " + ", ".join(EXPERIMENTS) + ", or all")
     p.add_argument("--scale", choices=["smoke", "cpu", "paper"], default="smoke",
                    help="smoke: seconds, proves the pipeline (default); cpu: real CIFAR-10 "
                    "runs sized for 2 cores; paper: the papers' full recipe")

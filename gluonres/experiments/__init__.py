@@ -35,3 +35,22 @@ def reproduce(name, scale, data=None, out="results", **kwargs):
     """
     from . import common
     return common.reproduce(get(name), scale, data, out, **kwargs)
+
+
+def smoke(name):
+    """Re-run experiment ``name`` at ``smoke`` scale in a temporary folder and print its
+    table: what each notebook does last, to prove the pipeline still runs.
+
+    Returns
+    -------
+    dict
+        The smoke record (also written, then removed with the folder).
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"gluonres-smoke-{name}-") as out:
+        record = reproduce(name, "smoke", out=out, progress=False)
+    print(f"{get(name).TITLE}: smoke run in {record['wall_s']:.0f} s "
+          f"({record['scale_settings']['description']})")
+    print(get(name).table(record))
+    return record

@@ -57,6 +57,14 @@ class Scale:
     batch_size : int
     analysis_images : int
         Test images whose layer responses are measured.
+    train_eval_images : int or None
+        Seeded, class-balanced training images on which the trained network's training
+        error is measured in inference mode (``None``: the whole training subset).
+    quick : dict
+        Training overrides of the scale's *quick* runs (:meth:`Runner.quick`): the
+        many-variant comparisons (shortcut options, the 2016 variants, the seed's
+        ResNet-18) that a 2-core budget affords only shorter; empty where they are as
+        long as the others.
     checkpoints : bool
         Keep run folders (checkpoints, weights, export) so that long runs resume.
     default_data : str or None
@@ -71,6 +79,8 @@ class Scale:
     iterations: int | None
     batch_size: int
     analysis_images: int
+    train_eval_images: int | None
+    quick: dict
     checkpoints: bool
     default_data: str | None
     description: str
@@ -91,20 +101,25 @@ class Scale:
 SCALES = {
     "smoke": Scale(
         "smoke", train_images=64, curve_test_images=32, epochs=2, iterations=None,
-        batch_size=16, analysis_images=32, checkpoints=False, default_data="digits",
+        batch_size=16, analysis_images=32, train_eval_images=None, quick={},
+        checkpoints=False, default_data="digits",
         description="seconds: 64 training images (scikit-learn's digits unless --data "
                     "says otherwise), 2 epochs of 4 updates of 16; proves the pipeline, "
                     "measures nothing"),
     "cpu": Scale(
-        "cpu", train_images=10_000, curve_test_images=2_000, epochs=15, iterations=None,
-        batch_size=128, analysis_images=1_000, checkpoints=True, default_data=None,
-        description="a real run sized for 2 CPU cores: a fixed class-balanced 10,000-image "
-                    "subset of the CIFAR-10 training set, 15 epochs (1,170 updates of 128) "
-                    "with the paper's schedule compressed (lr 0.1, /10 at 50% and 75%), "
-                    "curves on 2,000 fixed test images, final errors on all 10,000"),
+        "cpu", train_images=5_000, curve_test_images=500, epochs=10, iterations=None,
+        batch_size=128, analysis_images=500, train_eval_images=2_000, quick={"epochs": 4},
+        checkpoints=True, default_data=None,
+        description="a real run sized for 2 CPU cores: a fixed class-balanced 5,000-image "
+                    "subset of the CIFAR-10 training set, 10 epochs (390 updates of 128) "
+                    "with the paper's step schedule compressed (lr 0.1, /10 at 50% and "
+                    "75%); the many-variant comparisons (shortcut options, the 2016 "
+                    "variants, the seed's ResNet-18) only 4 epochs (156 updates); curves "
+                    "on 500 fixed test images, final test errors on all 10,000"),
     "paper": Scale(
         "paper", train_images=None, curve_test_images=None, epochs=None, iterations=64_000,
-        batch_size=128, analysis_images=1_000, checkpoints=True, default_data=None,
+        batch_size=128, analysis_images=1_000, train_eval_images=10_000, quick={},
+        checkpoints=True, default_data=None,
         description="the papers' recipe: all 50,000 training images, 64,000 updates of "
                     "128, lr 0.1 divided by 10 at 32k and 48k, test set after every epoch "
                     "(2015, Sec. 4.2)"),
@@ -261,7 +276,10 @@ class RunAnalysis(training.Callback):
         ``(uint8 images, labels)``: a fixed batch (the first training images).
     response_images : numpy.ndarray
         uint8 images whose layer responses are measured.
-    full_test, train : gluonres.data.ImageArrays
+    full_test : gluonres.data.ImageArrays
+        The whole test split (final test error).
+    train : gluonres.data.ImageArrays
+        Training images whose error is measured in inference mode at the end.
     """
 
     def __init__(self, grad_batch, response_images, full_test, train):
@@ -339,6 +357,11 @@ class Runner:
             self._data = load_data(self.scale, self.data_spec, self.progress)
         return self._data
 
+    def quick(self, spec):
+        """``spec`` as one of this scale's quick runs (its ``quick`` overrides applied
+        under the spec's own)."""
+        return dataclasses.replace(spec, train={**self.scale.quick, **spec.train})
+
     def run_path(self, spec):
         return os.path.join(self.out, "runs", self.scale.name, f"{spec.key}.json")
 
@@ -387,9 +410,13 @@ class Runner:
     def _fit(self, spec, net, config, d):
         train = d.data.train
         bs = config.batch_size
+        train_eval = train
+        if self.scale.train_eval_images:
+            train_eval = train.subset(balanced_subset(train.labels,
+                                                      self.scale.train_eval_images, seed=1))
         callback = RunAnalysis((train.images[:bs], train.labels[:bs]),
                                d.data.test.images[:self.scale.analysis_images],
-                               d.full_test, train)
+                               d.full_test, train_eval)
         out_dir = resume = None
         if self.scale.checkpoints:
             out_dir = os.path.join(self.work, self.scale.name, spec.key)

@@ -1,15 +1,10 @@
 """CIFAR-10 ResNets of increasing depth (2015 paper, Sec. 4.2, Table 6).
 
 Exact parameter counts of ResNet-20 ... ResNet-1202 beside the paper's; the recorded
-errors of the depths trained at this scale (reused from the degradation and bottleneck
-runs); and ResNet-1202 built and stepped once, its memory measured in a fresh process.
+errors of the depths trained at this scale (the degradation runs; ResNet-110 at
+``paper`` scale); and ResNet-1202 built and stepped, its peak memory measured in a fresh
+process, ordinary and with gradient checkpointing (:func:`gluonres.bench.memory`).
 """
-import json
-import os
-import subprocess
-import sys
-import time
-
 from ..analysis import trainable_params
 from ..errors import GluonresError
 from . import bottleneck
@@ -25,13 +20,15 @@ PAPER = {
     "params_m": {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4},
     "test_error": {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93},
 }
-#: The one-step memory measurement per scale: model and batch size.
-MEMORY = {"smoke": ("resnet56_cifar", 8), "cpu": ("resnet1202_cifar", 32),
-          "paper": ("resnet1202_cifar", 128)}
+#: The memory measurement per scale: model, batch and training steps (the first step,
+#: which plans and allocates, is left out of the step time, not of the peak).
+MEMORY = {"smoke": ("resnet56_cifar", 8, 1), "cpu": ("resnet1202_cifar", 8, 1),
+          "paper": ("resnet1202_cifar", 128, 3)}
 
 
 def runs(scale):
-    """The trained depths: 20 and 56 (degradation runs), 110 (bottleneck run)."""
+    """The trained depths: 20 and 56 (the degradation runs), and at ``paper`` scale 110
+    (the bottleneck experiment's run)."""
     return ([RunSpec(f"resnet{d}_cifar") for d in (20, 56)]
             + [s for s in bottleneck.runs(scale) if s.model == "resnet110_cifar"])
 
@@ -51,91 +48,34 @@ def param_table(rows):
     return "\n".join(lines)
 
 
-def one_step_memory(model="resnet1202_cifar", batch=32, timeout=1800):
-    """Build ``model``, take one SGD step on a random batch, in a fresh process.
+def memory(model, batch, steps):
+    """Peak memory and time of ``model``'s training steps, ordinary and checkpointed.
 
-    The child reports its peak resident memory (``VmHWM``) after building and
-    initialising the network and, after the kernel's peak mark is reset, over the
-    forward/backward/update step alone; with the build and step times and the loss.
-
-    Returns
-    -------
-    dict
-        ``model``, ``batch``, ``params``, ``build_s``, ``step_s``, ``loss``,
-        ``rss_after_build_mb``, ``peak_build_mb``, ``peak_step_mb`` (``None`` where the
-        kernel does not allow resetting the mark: then ``peak_total_mb`` only).
+    :func:`gluonres.bench.memory`: each mode builds the network in a fresh process and
+    reports the peak resident memory of its steps.
 
     Raises
     ------
     GluonresError
-        If the child fails (e.g. out of memory), with the end of its error output.
+        If a child process fails (e.g. out of memory), naming a smaller batch as the fix.
     """
-    code = ("from gluonres.experiments.depth import _memory_child; "
-            f"_memory_child({model!r}, {batch})")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise GluonresError(f"the one-step run of {model} at batch {batch} failed "
-                            f"(exit {proc.returncode}): {proc.stderr.strip()[-400:]}; try a "
-                            "smaller batch")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from .. import bench
 
-
-def _status_mb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return None
-
-
-def _memory_child(model, batch):
-    import mxnet as mx
-    import numpy as np
-
-    import gluonres
-    from .. import training
-
-    start = time.perf_counter()
-    net = gluonres.get_model(model)
-    training.initialize(net, seed=0)
-    config = training.TrainConfig(lr=0.01)  # the 2015 warm-up rate of ResNet-1202
-    x = mx.nd.random.uniform(-1, 1, shape=(batch, 3, 32, 32))
-    y = mx.nd.array(np.arange(batch) % net.classes)
-    net(x[:1])
-    trainer = training.prepare(net, config)
-    mx.nd.waitall()
-    build_s = time.perf_counter() - start
-    rss_after_build, peak_build = _status_mb("VmRSS"), _status_mb("VmHWM")
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak mark (VmHWM) to the current RSS
-        resettable = True
-    except OSError:
-        resettable = False
-    start = time.perf_counter()
-    out = training.train_step(net, trainer, mx.gluon.loss.SoftmaxCrossEntropyLoss(), x, y)
-    loss = float(out.asnumpy()[0])
-    step_s = time.perf_counter() - start
-    peak = _status_mb("VmHWM")
-    print(json.dumps({"model": model, "batch": batch, "params": trainable_params(net),
-                      "build_s": build_s, "step_s": step_s, "loss": loss,
-                      "rss_after_build_mb": rss_after_build, "peak_build_mb": peak_build,
-                      "peak_step_mb": peak if resettable else None,
-                      "peak_total_mb": max(peak, peak_build),
-                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}))
+        return bench.memory(model, batch, steps)
+    except RuntimeError as err:
+        raise GluonresError(f"measuring {model} at batch {batch} failed ({err}); try a "
+                            "smaller batch") from None
 
 
 def compute(runner):
     done = [runner.train(spec) for spec in runs(runner.scale.name)]
-    model, batch = MEMORY[runner.scale.name]
+    model, batch, steps = MEMORY[runner.scale.name]
     return {"units": "errors in percent, memory in MiB",
             "param_counts": param_counts(),
             "models": {run["model"]: {**summarize(run), "depth": int(run["model"][6:-6])}
                        for run in done},
-            "budgets": {"resnet20_cifar": "the scale's", "resnet56_cifar": "the scale's",
-                        "resnet110_cifar": bottleneck.BUDGET[runner.scale.name]},
-            "one_step": one_step_memory(model, batch), "paper": {
+            "memory": memory(model, batch, steps), "paper": {
                 "source": PAPER["source"],
                 "params_m": {str(k): v for k, v in PAPER["params_m"].items()},
                 "test_error": {str(k): v for k, v in PAPER["test_error"].items()}}}
@@ -153,17 +93,17 @@ def table(record):
                      f"{m.get('iterations', ''):>12}{fmt_pct(m.get('final_train_error')):>11}"
                      f"{fmt_pct(m.get('final_test_error')):>10}"
                      f"{PAPER['test_error'][d]:>12.2f}")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", memory_line(record)])
 
 
 def memory_line(record):
-    s = record["one_step"]
-    step = (f"{s['peak_step_mb']:,.0f} MiB peak during the step" if s["peak_step_mb"]
-            else f"{s['peak_total_mb']:,.0f} MiB peak overall")
-    return (f"{s['model']} ({s['params']:,} parameters), batch {s['batch']}: built and "
-            f"initialised in {s['build_s']:.1f} s ({s['rss_after_build_mb']:,.0f} MiB "
-            f"resident, {s['peak_build_mb']:,.0f} MiB peak); one SGD step in "
-            f"{s['step_s']:.1f} s, {step}; loss {s['loss']:.3f}")
+    """The memory measurement in one sentence."""
+    m = record["memory"]
+    s, c = m["static"], m["checkpointed"]
+    return (f"{m['model']}, batch {m['batch']}, built and trained {m['steps']} step(s) in a "
+            f"fresh process per mode: peak resident memory {s['peak_rss_mb']:,.0f} MiB "
+            f"ordinary, {c['peak_rss_mb']:,.0f} MiB checkpointed ({100 * m['memory_saved']:.0f}"
+            f"% less); {s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s per step")
 
 
 def plot(record):
