@@ -123,13 +123,15 @@ def table1(models=IMAGENET):
 def table1_text(rows):
     """:func:`table1` laid out like the paper: one column per network."""
     width = max(len(x) for r in rows for x in r["layout"]) + 2
+
+    def size(stage):
+        n = rows[0]["output_size"][stage]
+        return f"{stage:<9}{f'{n}x{n}':>8}  "
+
     head = f"{'layer':<9}{'output':>8}  " + "".join(f"{r['model']:<{width}}" for r in rows)
-    lines = [head, f"{'conv1':<9}{rows[0]['output_size']['conv1']:>5}x{rows[0]['output_size']['conv1']:<2}  "
-             + "".join(f"{'7x7, 64, stride 2':<{width}}" for _ in rows)]
+    lines = [head, size("conv1") + "".join(f"{'7x7, 64, stride 2':<{width}}" for _ in rows)]
     for i, stage in enumerate(STAGE_NAMES):
-        size = rows[0]["output_size"][stage]
-        lines.append(f"{stage:<9}{size:>5}x{size:<2}  "
-                     + "".join(f"{r['layout'][i]:<{width}}" for r in rows))
+        lines.append(size(stage) + "".join(f"{r['layout'][i]:<{width}}" for r in rows))
     lines.append(f"{'params':<17}  " + "".join(f"{r['params']:<{width},}" for r in rows))
     lines.append(f"{'  torchvision':<17}  "
                  + "".join(f"{r['reference_params']:<{width},}" for r in rows))
@@ -137,7 +139,7 @@ def table1_text(rows):
                  + "".join(f"{r['macs'] / 1e9:<{width}.3f}" for r in rows))
     lines.append(f"{'  paper FLOPs':<17}  "
                  + "".join(f"{r['paper_gflops']:<{width}.1f}" for r in rows))
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def compute(runner):

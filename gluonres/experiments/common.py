@@ -108,13 +108,13 @@ SCALES = {
                     "measures nothing"),
     "cpu": Scale(
         "cpu", train_images=5_000, curve_test_images=500, epochs=10, iterations=None,
-        batch_size=128, analysis_images=500, train_eval_images=2_000, quick={"epochs": 4},
+        batch_size=128, analysis_images=500, train_eval_images=2_000, quick={"epochs": 3},
         checkpoints=True, default_data=None,
         description="a real run sized for 2 CPU cores: a fixed class-balanced 5,000-image "
                     "subset of the CIFAR-10 training set, 10 epochs (390 updates of 128) "
                     "with the paper's step schedule compressed (lr 0.1, /10 at 50% and "
                     "75%); the many-variant comparisons (shortcut options, the 2016 "
-                    "variants, the seed's ResNet-18) only 4 epochs (156 updates); curves "
+                    "variants, the seed's ResNet-18) only 3 epochs (117 updates); curves "
                     "on 500 fixed test images, final test errors on all 10,000"),
     "paper": Scale(
         "paper", train_images=None, curve_test_images=None, epochs=None, iterations=64_000,

@@ -11,7 +11,7 @@ If both the shortcut ``h`` and the after-addition function ``f`` are identities,
   pre-activation, against the original unit.
 
 At ``cpu`` scale every variant is a 20-layer network (the paper: 110 and 164 layers)
-trained alike as one of the scale's quick runs (4 epochs of the 5,000-image subset): a
+trained alike as one of the scale's quick runs (3 epochs of the 5,000-image subset): a
 short run that shows which variants fail to train, not the paper's fine differences.
 The original unit and the 1x1 convolution shortcut are the shortcut experiment's
 option A and C runs. All use option A where the
