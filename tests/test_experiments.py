@@ -203,7 +203,9 @@ def test_experiments_share_runs(smoke):
     """Identity's original unit and 1x1-conv shortcut are the shortcut experiment's option
     A and C runs; responses are the degradation runs' (no training of their own)."""
     _, records = smoke
-    assert set(records["shortcuts"]["runs"]) <= set(records["identity"]["runs"])
+    for option in ("A", "C"):
+        assert records["shortcuts"]["models"][option]["key"] in records["identity"]["runs"]
+    assert records["shortcuts"]["models"]["B"]["key"] not in records["identity"]["runs"]
     assert set(records["responses"]["runs"]) <= set(records["degradation"]["runs"])
     r = records["responses"]["models"]["resnet56_cifar"]
     # the stem and 27 units x 2: every 3x3 convolution followed by its BN

@@ -106,8 +106,11 @@ def compute(runner):
             "shortcuts": {k: done[k] for k in SHORTCUT_VARIANTS}, "paper": PAPER}
 
 
-def table(record, which="activations"):
-    """Recorded errors of one family of variants beside the paper's."""
+def table(record, which=None):
+    """Recorded errors of one family of variants (``'activations'`` or ``'shortcuts'``;
+    default both) beside the paper's."""
+    if which is None:
+        return "\n\n".join(table(record, w) for w in ("activations", "shortcuts"))
     lines = [f"{'variant':<30}{'params':>9}{'train err':>11}{'test err':>10}  paper "
              + ("(2016 Table 2: ResNet-110 / 164)" if which == "activations"
                 else "(2016 Table 1: ResNet-110)")]
