@@ -85,14 +85,14 @@ def plot(record):
 def table(record):
     lines = [f"{'model':<18}{'3x3 layers':>11}{'mean std':>10}{'max std':>10}"]
     for model, r in record["models"].items():
-        lines.append(f"{model:<18}{len(r['std']):>11}{np.mean(r['std']):>10.3f}"
-                     f"{np.max(r['std']):>10.3f}")
+        lines.append(f"{model:<18}{len(r['std']):>11}{np.mean(r['std']):>10.4g}"
+                     f"{np.max(r['std']):>10.4g}")
     return "\n".join(lines)
 
 
 def markdown(record):
     rows = ["| model | 3x3 layers | mean std | max std |", "| --- | ---: | ---: | ---: |"]
-    rows += [f"| {m} | {len(r['std'])} | {np.mean(r['std']):.3f} | {np.max(r['std']):.3f} |"
+    rows += [f"| {m} | {len(r['std'])} | {np.mean(r['std']):.4g} | {np.max(r['std']):.4g} |"
              for m, r in record["models"].items()]
     rows.append("")
     rows += [f"- {'holds' if c['holds'] else 'does NOT hold'}: {c['claim']}"
