@@ -8,8 +8,9 @@ wall time around what ``compute`` returned.
 Training runs are shared between experiments: :meth:`Runner.train` keeps each finished
 run as a small JSON file under ``results/runs/SCALE/`` (curves, final errors, and the
 analyses computed by :class:`RunAnalysis` at the start and end of training), keyed by
-model, options and training settings, so the depth table reuses the degradation runs,
-the shortcut variants reuse the option-A ResNet-20, and so on. The run folders
+model, options and training settings, so the layer responses and the depth table reuse
+the degradation runs, and the 2016 variants reuse the shortcut experiment's option-A and
+option-C runs. The run folders
 themselves (checkpoints, weights, export) go under ``runs/reproduce/SCALE/`` and are not
 results: an interrupted run resumes from its last checkpoint there.
 """
