@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # a new folder per demo run: nothing from an earlier run is overwritten
 DEMO   := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test clean peers
+.PHONY: demo test notebooks clean peers
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ demo: $(STAMP)
 	@echo "demo outputs in $(DEMO): train/ (weights.params, export/, log.csv, curve.png)," \
 	    "evaluate/confusion.png"
 
+# tests, then every notebook top to bottom on a fresh kernel (nbval: only the cells marked
+# NBVAL_CHECK_OUTPUT are compared with their stored outputs, after the sanitize patterns)
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout 300 \
+	--nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(NBVAL) notebooks/
+
+# re-execute the notebooks in place (after new results/ records) so the stored outputs
+# and figures show them
+notebooks: $(STAMP)
+	for nb in notebooks/*.ipynb; do \
+	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	        --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs

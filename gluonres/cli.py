@@ -388,6 +388,45 @@ def cmd_backbones(args):
     emit(args, record, backbones.format_table(record))
 
 
+def cmd_reproduce(args):
+    from gluonres import experiments
+    from gluonres.errors import GluonresError
+
+    names = list(experiments.EXPERIMENTS) if args.names == ["all"] else args.names
+    for name in names:  # every name and record path is checked before anything runs
+        experiments.get(name)
+        path = os.path.join(args.out, f"{name}-{args.scale}.json")
+        if os.path.exists(path) and not args.force:
+            raise GluonresError(f"{path} already exists; pass --force to replace it "
+                                "(finished training runs are reused, so this is quick)")
+    command = shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
+    done, text = [], []
+    for name in names:
+        record = experiments.reproduce(name, args.scale, data=args.data, out=args.out,
+                                       work=args.work, progress=not args.no_progress,
+                                       force=args.force, command=command)
+        path = os.path.join(args.out, f"{name}-{args.scale}.json")
+        module = experiments.get(name)
+        done.append({"record": path, "experiment": name, "scale": args.scale,
+                     "runs": record["runs"], "wall_s": record["wall_s"],
+                     "training_s": record["training_s"], "claims": record.get("claims")})
+        text.append(f"{module.TITLE} ({args.scale} scale)\n{module.table(record)}\n"
+                    f"record: {path}  ({record['wall_s'] / 60:.1f} min)")
+        log(f"wrote {path}")
+    emit(args, {"experiments": done}, "\n\n".join(text))
+
+
+def cmd_report(args):
+    from gluonres._atomic import write_text
+    from gluonres.experiments.report import results_page
+
+    page = results_page(args.results)
+    if args.out:
+        write_text(args.out, page)
+    emit(args, {"out": args.out, "chars": len(page)},
+         f"wrote {args.out}" if args.out else page)
+
+
 def cmd_bench(args):
     from gluonres import bench
     from gluonres._atomic import write_text
@@ -497,6 +536,32 @@ def build_parser():
                    help="with --train: replace an existing record")
     p.set_defaults(run=cmd_backbones)
 
+    p = sub.add_parser("reproduce", parents=[common],
+                       help="re-make a paper section's experiment; writes results/NAME-SCALE.json")
+    from gluonres.experiments import EXPERIMENTS
+    p.add_argument("names", nargs="+", choices=[*EXPERIMENTS, "all"], metavar="NAME",
+                   help="experiments, run one after another in one process (the data is "
+                   "decoded once): " + ", ".join(EXPERIMENTS) + ", or all")
+    p.add_argument("--scale", choices=["smoke", "cpu", "paper"], default="smoke",
+                   help="smoke: seconds, proves the pipeline (default); cpu: real CIFAR-10 "
+                   "runs sized for 2 cores; paper: the papers' full recipe")
+    p.add_argument("--data", help="training data (required for cpu and paper): the CIFAR-10 "
+                   "image folder or .tar.gz, or 'cifar10'; smoke defaults to 'digits'")
+    p.add_argument("--out", default="results",
+                   help="results folder; finished runs are kept in OUT/runs/SCALE/")
+    p.add_argument("--work", help="run folders with checkpoints (default runs/reproduce); "
+                   "an interrupted run resumes from there")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing record (finished runs are reused)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or epoch lines")
+    p.set_defaults(run=cmd_reproduce)
+
+    p = sub.add_parser("report", parents=[common],
+                       help="the results page (markdown) from the records in results/")
+    p.add_argument("--results", default="results", help="records folder (default results)")
+    p.add_argument("--out", help="write the page here (e.g. docs/results.md) instead of "
+                   "printing it")
+    p.set_defaults(run=cmd_report)
 
     p = sub.add_parser("train", parents=[common],
                        help="train a model with the papers' recipe (checkpoints, logs, export)")

@@ -94,6 +94,7 @@ def get_model(name, **kwargs):
             raise
         option = str(err).rsplit(" ", 1)[-1]
         raise GluonresError(f"model {name!r} does not take the option {option}; leave it "
-                            "out (shortcut and stride_on are ResNet options)") from None
+                            "out (shortcut, stride_on, arrangement and shortcut_op are "
+                            "ResNet options)") from None
     net.model_name = name
     return net

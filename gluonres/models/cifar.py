@@ -4,6 +4,7 @@ Depth is ``6n + 2`` for basic units and ``9n + 2`` for bottleneck units: a 3x3 s
 three stages of ``n`` units at 16/32/64 filters (32x32, 16x16, 8x8 maps), global
 average pooling and a 10-way classifier.
 """
+from ..blocks import resolve_arrangement
 from ..registry import register_model
 from .resnet import ResNet
 
@@ -34,33 +35,40 @@ SPEC = {d: (False, units_per_stage(d)) for d in (20, 32, 44, 56, 110, 1202)}
 SPEC.update({d: (True, units_per_stage(d, True)) for d in (164, 1001)})
 
 
-def cifar_resnet(depth, preact=False, residual=True, shortcut=None, bottleneck=None,
-                 classes=10, **kwargs):
+def cifar_resnet(depth, preact=None, residual=True, shortcut=None, bottleneck=None,
+                 classes=10, arrangement=None, **kwargs):
     """A CIFAR ResNet of any ``6n+2`` (basic) or ``9n+2`` (bottleneck) depth.
 
     Parameters
     ----------
     depth : int
         Weighted layers; depths in ``SPEC`` pick their block kind from it.
-    preact : bool, default False
-        2016 full pre-activation units.
+    preact : bool, optional
+        2016 full pre-activation units (``arrangement='full_preact'``).
     residual : bool, default True
         ``False`` builds the plain counterpart.
     shortcut : {'A', 'B', 'C'}, optional
-        Defaults to 'A' for 2015 networks and 'B' for 2016 ones.
+        Defaults to 'B' for full pre-activation networks (the 2016 authors' code) and
+        'A' for the others (2015, Sec. 4.2).
     bottleneck : bool, optional
         Defaults to the spec table's choice, else basic units.
     classes : int, default 10
+    arrangement : str, optional
+        The 2016 paper's activation arrangement (Fig. 4), see
+        :class:`~gluonres.blocks.ResidualFactory`.
     **kwargs
-        Passed to :class:`~gluonres.models.resnet.ResNet` (e.g. ``stride_on``).
+        Passed to :class:`~gluonres.models.resnet.ResNet` (e.g. ``stride_on``,
+        ``shortcut_op``).
     """
+    arrangement = resolve_arrangement(preact, arrangement)
     if bottleneck is None:
         bottleneck = SPEC.get(depth, (False, None))[0]
     n = units_per_stage(depth, bottleneck)
     if shortcut is None:
-        shortcut = V2_SHORTCUT if preact else V1_SHORTCUT
-    return ResNet([n] * 3, WIDTHS, stem="cifar", bottleneck=bottleneck, preact=preact,
-                  shortcut=shortcut, residual=residual, classes=classes, **kwargs)
+        shortcut = V2_SHORTCUT if arrangement == "full_preact" else V1_SHORTCUT
+    return ResNet([n] * 3, WIDTHS, stem="cifar", bottleneck=bottleneck,
+                  arrangement=arrangement, shortcut=shortcut, residual=residual,
+                  classes=classes, **kwargs)
 
 
 @register_model
@@ -75,6 +83,9 @@ def resnet56_cifar(**kw): return cifar_resnet(56, **kw)
 def resnet110_cifar(**kw): return cifar_resnet(110, **kw)
 @register_model
 def resnet1202_cifar(**kw): return cifar_resnet(1202, **kw)
+# the bottleneck network of the 2016 paper's Table 3 ("original" column), 2015 units
+@register_model
+def resnet164_cifar(**kw): return cifar_resnet(164, **kw)
 
 
 @register_model

@@ -13,15 +13,16 @@ SPEC = {
 }
 
 
-def imagenet_resnet(depth, preact=False, residual=True, shortcut="B", classes=1000,
+def imagenet_resnet(depth, preact=None, residual=True, shortcut="B", classes=1000,
                     **kwargs):
     """An ImageNet ResNet from the spec table.
 
     Parameters
     ----------
     depth : {18, 34, 50, 101, 152}
-    preact : bool, default False
-        2016 full pre-activation units.
+    preact : bool, optional
+        2016 full pre-activation units (``arrangement='full_preact'``); ``arrangement=``
+        (passed on) names any of the 2016 paper's arrangements.
     residual : bool, default True
         ``False`` builds the plain counterpart.
     shortcut : {'A', 'B', 'C'}, default 'B'

@@ -1,7 +1,7 @@
 """The network that every ResNet family instantiates from its spec table."""
 from mxnet.gluon import HybridBlock, nn
 
-from ..blocks import ConvFactory, ResidualFactory
+from ..blocks import ConvFactory, ResidualFactory, resolve_arrangement
 from .common import check_classes
 
 
@@ -19,11 +19,19 @@ class ResNet(HybridBlock):
         convolution with 64 filters and a 3x3/2 max pool.
     bottleneck : bool, default False
         Bottleneck (1x1-3x3-1x1) units instead of basic (3x3-3x3) ones.
-    preact : bool, default False
-        2016 full pre-activation units; the stem's BN-ReLU then acts as the first unit's
-        pre-activation and a final BN-ReLU precedes the pooling.
+    preact : bool, optional
+        2016 full pre-activation units (``arrangement='full_preact'``); the stem's
+        BN-ReLU then acts as the first unit's pre-activation and a final BN-ReLU precedes
+        the pooling.
+    arrangement : str, optional
+        Any of the 2016 paper's activation arrangements (Fig. 4), see
+        :class:`~gluonres.blocks.ResidualFactory`; ``'relu_preact'`` ends with a ReLU
+        before the pooling. Default from ``preact`` (``'original'``).
     shortcut : {'A', 'B', 'C'}, default 'B'
         See :class:`~gluonres.blocks.ResidualFactory`.
+    shortcut_op, shortcut_op_args
+        The 2016 paper's shortcut operators (Fig. 2), on every unit; see
+        :class:`~gluonres.blocks.ResidualFactory`.
     residual : bool, default True
         ``False`` builds the plain network (no shortcuts).
     stride_on : {'1x1', '3x3'}, default '1x1'
@@ -38,13 +46,16 @@ class ResNet(HybridBlock):
     ``stage2_unit1_shortcut_weight``, ``head_dense_weight``.
     """
 
-    def __init__(self, units, widths, stem="cifar", bottleneck=False, preact=False,
-                 shortcut="B", residual=True, stride_on="1x1", classes=1000, **kwargs):
+    def __init__(self, units, widths, stem="cifar", bottleneck=False, preact=None,
+                 shortcut="B", residual=True, stride_on="1x1", classes=1000, arrangement=None,
+                 shortcut_op="identity", shortcut_op_args=None, **kwargs):
         super().__init__(prefix="", **kwargs)
+        arrangement = resolve_arrangement(preact, arrangement)
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         check_classes(classes)
         self.classes = classes
+        self.arrangement = arrangement
         self.input_size = 32 if stem == "cifar" else 224
         expansion = 4 if bottleneck else 1
         with self.name_scope():
@@ -64,16 +75,18 @@ class ResNet(HybridBlock):
                         cout = width * expansion
                         stage.add(ResidualFactory(
                             cout, cin, stride=2 if (u == 1 and s > 1) else 1,
-                            bottleneck=bottleneck, preact=preact, shortcut=shortcut,
-                            residual=residual, stride_on=stride_on,
-                            skip_preact=(s == 1 and u == 1), prefix=f"unit{u}_"))
+                            bottleneck=bottleneck, arrangement=arrangement,
+                            shortcut=shortcut, residual=residual, stride_on=stride_on,
+                            skip_preact=(s == 1 and u == 1), shortcut_op=shortcut_op,
+                            shortcut_op_args=shortcut_op_args, prefix=f"unit{u}_"))
                         cin = cout
                 self.stages.add(stage)
             self.head = nn.HybridSequential(prefix="head_")
             with self.head.name_scope():
-                if preact:
-                    self.head.add(nn.BatchNorm(in_channels=cin, prefix="bn_"),
-                                  nn.Activation("relu", prefix="relu_"))
+                if arrangement == "full_preact":
+                    self.head.add(nn.BatchNorm(in_channels=cin, prefix="bn_"))
+                if arrangement in ("full_preact", "relu_preact"):
+                    self.head.add(nn.Activation("relu", prefix="relu_"))
                 self.head.add(nn.GlobalAvgPool2D(prefix="pool_"),
                               nn.Dense(classes, in_units=cin, prefix="dense_"))
 

@@ -1,0 +1,213 @@
+"""The degradation problem (2015 paper, Sec. 4.2, Fig. 1 and Fig. 6) and the gradient
+argument behind its cure.
+
+Plain networks of 20 and 56 layers, and the same networks with identity shortcuts
+(ResNet-20/56, option A), trained alike on CIFAR-10: the deeper plain network ends with
+the *higher training error* (an optimisation problem, not overfitting), the deeper
+ResNet does not. The seed's ResNet-18 (the ImageNet layout with the original MXNet
+example's unit, BN after the addition) is trained with and without its shortcuts too.
+
+Gradient argument: in a residual unit ``h = x + F(x)``, so ``dh/dx = 1 + dF/dx`` and
+the gradient reaching an early layer is a product of factors near one; in a plain
+network it is a product of ``dF/dx`` alone. The per-layer gradient norms at
+initialisation and after training (:func:`gluonres.analysis.gradient_norms`) show it.
+"""
+from .common import RunSpec, data_line, fmt_pct, history_of, summarize
+
+NAME = "degradation"
+TITLE = "Degradation: plain vs residual networks on CIFAR-10 (2015, Fig. 1 and Fig. 6)"
+
+CIFAR_MODELS = ("plain20_cifar", "plain56_cifar", "resnet20_cifar", "resnet56_cifar")
+#: The seed's ResNet-18: the ImageNet layout (7x7/2 stem, max pool, 64-512 widths,
+#: option B) built from its MXNet unit, BN after the addition; run on 32x32 images.
+SEED_OPTIONS = {"arrangement": "bn_after_add"}
+SEED_RUNS = (RunSpec("resnet18", SEED_OPTIONS), RunSpec("plain18", SEED_OPTIONS))
+
+#: What the paper reports for these networks.
+PAPER = {
+    "source": "He et al. 2015, Fig. 1 and Fig. 6 (curves), Table 6 (ResNet test error, "
+              "CIFAR-10, 64k iterations on 50k lossless images)",
+    "test_error": {"resnet20_cifar": 8.75, "resnet56_cifar": 6.97},
+    "claims": [
+        "Fig. 1: the 56-layer plain network has higher training error (and so higher test "
+        "error) than the 20-layer plain network",
+        "Fig. 6: deeper plain networks have higher training error; deeper ResNets have "
+        "lower training and test error",
+    ],
+}
+
+
+def runs(runner):
+    """The training runs, in order: the four CIFAR networks, then the seed's ResNet-18
+    pair (quick runs of the scale)."""
+    return [RunSpec(m) for m in CIFAR_MODELS] + [runner.quick(s) for s in SEED_RUNS]
+
+
+def compute(runner):
+    """Train (or reuse) every run; the record's body."""
+    done = {spec.label: runner.train(spec) for spec in runs(runner)}
+    models = {m: summarize(done[m]) for m in CIFAR_MODELS}
+    record = {
+        "units": "errors in percent",
+        "models": models,
+        "seed_resnet18": {s.label: summarize(done[s.label]) for s in SEED_RUNS},
+        "gradient_norms": {m: done[m]["gradient_norms"] for m in CIFAR_MODELS},
+        "paper": PAPER,
+    }
+    record["claims"] = claims(record)
+    return record
+
+
+def claims(record):
+    """The two claims the record must show, each with its numbers and whether it holds.
+
+    Training error here is the last epoch's running training error (the curves'
+    dashed lines), as in the paper's figures.
+    """
+    m = record["models"]
+    err = {k: m[k]["final_train_error"] for k in CIFAR_MODELS}
+    return [
+        {"claim": "plain-56 ends with a higher training error than plain-20",
+         "holds": err["plain56_cifar"] > err["plain20_cifar"],
+         "values": {"plain56_cifar": err["plain56_cifar"],
+                    "plain20_cifar": err["plain20_cifar"]}},
+        {"claim": "ResNet-56 ends with a training error not higher than ResNet-20's",
+         "holds": err["resnet56_cifar"] <= err["resnet20_cifar"],
+         "values": {"resnet56_cifar": err["resnet56_cifar"],
+                    "resnet20_cifar": err["resnet20_cifar"]}},
+    ]
+
+
+def check(record):
+    """Assert both claims on the recorded numbers (recomputed, not read back).
+
+    Raises
+    ------
+    AssertionError
+        Naming the claim that does not hold and its numbers.
+    """
+    for c in claims(record):
+        assert c["holds"], f"not shown by this record: {c['claim']} ({c['values']})"
+    return [c["claim"] for c in claims(record)]
+
+
+def table(record):
+    """Final errors beside the paper's, as text."""
+    lines = [f"{'model':<26}{'params':>10}{'train err':>11}{'train err':>11}"
+             f"{'test err':>10}{'paper test':>12}",
+             f"{'':<26}{'':>10}{'(last ep.)':>11}{'(eval)':>11}{'(all)':>10}{'(Table 6)':>12}"]
+    rows = list(record["models"].items()) + [
+        (f"{k} (seed unit)", v) for k, v in record["seed_resnet18"].items()]
+    for name, m in rows:
+        paper = PAPER["test_error"].get(name)
+        lines.append(f"{name:<26}{m['params']:>10,}{fmt_pct(m['final_train_error']):>11}"
+                     f"{fmt_pct(m.get('final_train_error_eval')):>11}"
+                     f"{fmt_pct(m['final_test_error']):>10}{fmt_pct(paper):>12}")
+    return "\n".join(lines)
+
+
+def plot(record, which="cifar"):
+    """Training (dashed) and test (bold) error per epoch, as in Fig. 1 / Fig. 6.
+
+    ``which='cifar'``: plain-20/56 (left) and ResNet-20/56 (right); ``'seed'``: the
+    seed's ResNet-18 with and without shortcuts.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..training import plot_curves
+
+    if which == "seed":
+        groups = {"seed's ResNet-18 (BN after addition) with and without shortcuts":
+                  record["seed_resnet18"]}
+    else:
+        m = record["models"]
+        groups = {"plain": {k: m[k] for k in ("plain20_cifar", "plain56_cifar")},
+                  "ResNet (option A)": {k: m[k] for k in ("resnet20_cifar", "resnet56_cifar")}}
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), squeeze=False)
+    top = max(max(max(v for v in s["curve"]["train_error_pct"] + s["curve"]["test_error_pct"]
+                      if v is not None) for s in g.values()) for g in groups.values())
+    for ax, (title, group) in zip(axes[0], groups.items()):
+        plot_curves({label: history_of(s) for label, s in group.items()}, ax=ax)
+        ax.set_title(title)
+        ax.set_ylim(0, min(100, top * 1.05))
+    fig.suptitle(data_line(record), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradients(record, models=("plain56_cifar", "resnet56_cifar")):
+    """Per-layer gradient norms at initialisation and after training (log scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, when in zip(axes, ("init", "trained")):
+        for i, m in enumerate(models):
+            g = record["gradient_norms"][m]
+            if g[when] is not None:
+                ax.semilogy(range(1, len(g[when]) + 1), g[when], "o-", ms=3, color=f"C{i}",
+                            label=m)
+        ax.set_title("at initialisation" if when == "init" else "after training")
+        ax.set_xlabel("layer (input -> output)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("||dL/dW|| of the layer's weights")
+    fig.tight_layout()
+    return fig
+
+
+def unit_gradient(residual, channels=16, size=8):
+    """``dh/dx`` through one unit whose residual branch ``F`` is zero (all weights 0).
+
+    A full pre-activation unit computes ``h = x + F(x)``; with ``F = 0`` its Jacobian
+    is the identity (every input gradient is exactly 1 for an all-ones output
+    gradient), while the same layers without the shortcut pass no gradient at all.
+    Returns the distinct values of ``dh/dx`` for an all-ones output gradient.
+    """
+    import mxnet as mx
+    import numpy as np
+
+    from ..blocks import ResidualFactory
+
+    unit = ResidualFactory(channels, channels, arrangement="full_preact", residual=residual)
+    unit.initialize(mx.init.Zero())
+    x = mx.nd.array(np.random.default_rng(0).normal(size=(1, channels, size, size)))
+    x.attach_grad()
+    with mx.autograd.record():
+        h = unit(x)
+    h.backward(mx.nd.ones_like(h))
+    return sorted(set(np.round(x.grad.asnumpy().ravel(), 6).tolist()))
+
+
+def gradient_ratio(record, model, when="init", first=5):
+    """Mean gradient norm of the ``first`` layers over that of the last ``first``:
+    how much of the gradient reaches the input end of the network."""
+    norms = record["gradient_norms"][model][when]
+    return (sum(norms[:first]) / first) / (sum(norms[-first:]) / first)
+
+
+def markdown(record):
+    """The docs section of this record."""
+    lines = [table_markdown(record), ""]
+    for c in record["claims"]:
+        lines.append(f"- {'holds' if c['holds'] else 'does NOT hold'}: {c['claim']} ("
+                     + ", ".join(f"{k} {v:.2f}%" for k, v in c["values"].items()) + ")")
+    g = record["gradient_norms"]
+    if g["plain56_cifar"]["init"] and g["resnet56_cifar"]["init"]:
+        lines.append("- gradient reaching the first 5 layers relative to the last 5, at "
+                     f"initialisation: plain-56 {gradient_ratio(record, 'plain56_cifar'):.3g}"
+                     f", ResNet-56 {gradient_ratio(record, 'resnet56_cifar'):.3g}")
+    return "\n".join(lines)
+
+
+def table_markdown(record):
+    rows = ["| model | params | train error, last epoch (%) | train error, eval (%) | "
+            "test error (%) | paper test error (%), Table 6 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    items = list(record["models"].items()) + [
+        (f"{k} (seed unit: BN after addition)", v) for k, v in record["seed_resnet18"].items()]
+    for name, m in items:
+        rows.append(f"| {name} | {m['params']:,} | {fmt_pct(m['final_train_error'])} | "
+                    f"{fmt_pct(m.get('final_train_error_eval'))} | "
+                    f"{fmt_pct(m['final_test_error'])} | "
+                    f"{fmt_pct(PAPER['test_error'].get(name))} |")
+    return "\n".join(rows)

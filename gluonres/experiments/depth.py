@@ -1,0 +1,143 @@
+"""CIFAR-10 ResNets of increasing depth (2015 paper, Sec. 4.2, Table 6).
+
+Exact parameter counts of ResNet-20 ... ResNet-1202 beside the paper's; the recorded
+errors of the depths trained at this scale (the degradation runs; ResNet-110 at
+``paper`` scale); and ResNet-1202 built and stepped, its peak memory measured in a fresh
+process, ordinary and with gradient checkpointing (:func:`gluonres.bench.memory`).
+"""
+from ..analysis import trainable_params
+from ..errors import GluonresError
+from . import bottleneck
+from .common import RunSpec, fmt_pct, summarize
+
+NAME = "depth"
+TITLE = "CIFAR-10 depth table: ResNet-20 to ResNet-1202 (2015, Table 6)"
+DEPTHS = (20, 32, 44, 56, 110, 1202)
+
+PAPER = {
+    "source": "He et al. 2015, Table 6: CIFAR-10 test error (%), 64k iterations, lossless "
+              "CIFAR-10; ResNet-110: best of 5 runs (mean 6.61 +- 0.16)",
+    "params_m": {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4},
+    "test_error": {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93},
+}
+#: The memory measurement per scale: model, batch and training steps (the first step,
+#: which plans and allocates, is left out of the step time, not of the peak).
+MEMORY = {"smoke": ("resnet56_cifar", 8, 1), "cpu": ("resnet1202_cifar", 8, 1),
+          "paper": ("resnet1202_cifar", 128, 3)}
+
+
+def runs(scale):
+    """The trained depths: 20 and 56 (the degradation runs), and at ``paper`` scale 110
+    (the bottleneck experiment's run)."""
+    return ([RunSpec(f"resnet{d}_cifar") for d in (20, 56)]
+            + [s for s in bottleneck.runs(scale) if s.model == "resnet110_cifar"])
+
+
+def param_counts():
+    """Exact trainable parameters of each depth beside the paper's (deterministic)."""
+    import gluonres
+
+    return [{"depth": d, "model": f"resnet{d}_cifar",
+             "params": trainable_params(gluonres.get_model(f"resnet{d}_cifar")),
+             "paper_params_m": PAPER["params_m"][d]} for d in DEPTHS]
+
+
+def param_table(rows):
+    lines = [f"{'depth':>6}{'params':>14}{'paper (Table 6)':>18}"]
+    lines += [f"{r['depth']:>6}{r['params']:>14,}{r['paper_params_m']:>16}M" for r in rows]
+    return "\n".join(lines)
+
+
+def memory(model, batch, steps):
+    """Peak memory and time of ``model``'s training steps, ordinary and checkpointed.
+
+    :func:`gluonres.bench.memory`: each mode builds the network in a fresh process and
+    reports the peak resident memory of its steps.
+
+    Raises
+    ------
+    GluonresError
+        If a child process fails (e.g. out of memory), naming a smaller batch as the fix.
+    """
+    from .. import bench
+
+    try:
+        return bench.memory(model, batch, steps)
+    except RuntimeError as err:
+        raise GluonresError(f"measuring {model} at batch {batch} failed ({err}); try a "
+                            "smaller batch") from None
+
+
+def compute(runner):
+    done = [runner.train(spec) for spec in runs(runner.scale.name)]
+    model, batch, steps = MEMORY[runner.scale.name]
+    return {"units": "errors in percent, memory in MiB",
+            "param_counts": param_counts(),
+            "models": {run["model"]: {**summarize(run), "depth": int(run["model"][6:-6])}
+                       for run in done},
+            "memory": memory(model, batch, steps), "paper": {
+                "source": PAPER["source"],
+                "params_m": {str(k): v for k, v in PAPER["params_m"].items()},
+                "test_error": {str(k): v for k, v in PAPER["test_error"].items()}}}
+
+
+def table(record):
+    """Parameters and errors per depth beside Table 6."""
+    trained = {m["depth"]: m for m in record["models"].values()}
+    lines = [f"{'depth':>6}{'params':>12}{'paper':>8}{'iterations':>12}{'train err':>11}"
+             f"{'test err':>10}{'paper test':>12}"]
+    for r in record["param_counts"]:
+        d = r["depth"]
+        m = trained.get(d, {})
+        lines.append(f"{d:>6}{r['params']:>12,}{r['paper_params_m']:>7}M"
+                     f"{m.get('iterations', ''):>12}{fmt_pct(m.get('final_train_error')):>11}"
+                     f"{fmt_pct(m.get('final_test_error')):>10}"
+                     f"{PAPER['test_error'][d]:>12.2f}")
+    return "\n".join(lines + ["", memory_line(record)])
+
+
+def memory_line(record):
+    """The memory measurement in one sentence."""
+    m = record["memory"]
+    s, c = m["static"], m["checkpointed"]
+    return (f"{m['model']}, batch {m['batch']}, built and trained {m['steps']} step(s) in a "
+            f"fresh process per mode: peak resident memory {s['peak_rss_mb']:,.0f} MiB "
+            f"ordinary, {c['peak_rss_mb']:,.0f} MiB checkpointed ({100 * m['memory_saved']:.0f}"
+            f"% less); {s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s per step")
+
+
+def plot(record):
+    """Test error against depth: ours (this scale) and the paper's Table 6."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    depths = list(PAPER["test_error"])
+    ax.semilogx(depths, [PAPER["test_error"][d] for d in depths], "s--", color="gray",
+                label="paper, Table 6 (lossless CIFAR-10, 64k it.)")
+    ours = sorted((m["depth"], m["final_test_error"], m["iterations"])
+                  for m in record["models"].values())
+    ax.semilogx([d for d, _, _ in ours], [e for _, e, _ in ours], "o-", color="C0",
+                label=f"ours, {record['scale']} scale (JPEG CIFAR-10)")
+    for d, e, it in ours:
+        ax.annotate(f"{it} it.", (d, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("depth")
+    ax.set_ylabel("test error (%)")
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown(record):
+    trained = {m["depth"]: m for m in record["models"].values()}
+    rows = ["| depth | params | paper params | iterations | train error (%) | test error (%) "
+            "| paper test error (%), Table 6 |", "| ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: |"]
+    for r in record["param_counts"]:
+        m = trained.get(r["depth"], {})
+        rows.append(f"| {r['depth']} | {r['params']:,} | {r['paper_params_m']}M | "
+                    f"{m.get('iterations', '–')} | {fmt_pct(m.get('final_train_error'))} | "
+                    f"{fmt_pct(m.get('final_test_error'))} | "
+                    f"{PAPER['test_error'][r['depth']]:.2f} |")
+    return "\n".join(rows + ["", f"- {memory_line(record)}"])
