@@ -24,6 +24,7 @@ import mxnet as mx
 from tqdm import tqdm
 
 from .. import data as data_module, results, training
+from . import common
 from .._atomic import write_text
 from ..analysis import summary
 from ..errors import GluonresError, TrainingDivergedError
@@ -321,10 +322,7 @@ SCALES = {
 
 def get_scale(name):
     """The :class:`TrainScale` called ``name``; unknown names raise naming the known ones."""
-    try:
-        return SCALES[name]
-    except KeyError:
-        raise GluonresError(f"unknown scale {name!r}; use one of {', '.join(SCALES)}") from None
+    return common.get_scale(name, SCALES)
 
 
 def build(name, classes, size=None):

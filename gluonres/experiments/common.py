@@ -127,12 +127,14 @@ SCALES = {
 }
 
 
-def get_scale(name):
-    """The :class:`Scale` called ``name``; unknown names raise naming the known ones."""
+def get_scale(name, scales=None):
+    """The scale called ``name`` in ``scales`` (default: the paper experiments'
+    :data:`SCALES`); unknown names raise naming the known ones."""
+    scales = SCALES if scales is None else scales
     try:
-        return SCALES[name]
+        return scales[name]
     except KeyError:
-        raise GluonresError(f"unknown scale {name!r}; use one of {', '.join(SCALES)}") from None
+        raise GluonresError(f"unknown scale {name!r}; use one of {', '.join(scales)}") from None
 
 
 # ---------------------------------------------------------------------------- data
