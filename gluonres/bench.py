@@ -296,7 +296,7 @@ def _real_data_batches(spec, batch):
 
     Loaded with :func:`gluonres.data.load` (``spec``: ``cifar10``, ``digits`` or a
     path), augmented (pad-crop-flip) and normalised by the training pipeline itself
-    (:func:`gluonres.data.epoch_batches`, :func:`gluonres.training.to_input`), so the
+    (:func:`gluonres.training.input_stream`), so the
     measurement includes everything a real epoch spends outside the network.
 
     Returns
@@ -309,15 +309,7 @@ def _real_data_batches(spec, batch):
     dataset = data.load(spec, progress=False)
     config = training.TrainConfig(batch_size=batch)
     preprocess = Preprocess.fit(dataset.train.images, config.normalize)
-
-    def batches():
-        epoch = 0
-        while True:
-            yield from data.epoch_batches(dataset.train, batch, config.seed, epoch,
-                                          config.pad, config.flip)
-            epoch += 1
-    stream = batches()
-    return lambda: training.to_input(*next(stream), preprocess, mx.cpu())
+    return training.input_stream(dataset.train, config, preprocess).__next__
 
 
 def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_data=None,

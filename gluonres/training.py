@@ -353,6 +353,17 @@ def to_input(images, labels, preprocess, ctx):
     return x, mx.nd.array(labels, ctx=ctx, dtype="float32")
 
 
+def input_stream(train, config, preprocess, ctx=None):
+    """Endless network-ready training batches, epoch after epoch, augmented as ``fit``
+    draws them (:func:`gluonres.data.epoch_batches`, then :func:`to_input`)."""
+    epoch = 0
+    while True:
+        for images, labels in epoch_batches(train, config.batch_size, config.seed, epoch,
+                                            config.pad, config.flip):
+            yield to_input(images, labels, preprocess, ctx or mx.cpu())
+        epoch += 1
+
+
 def initialize(net, seed=0, ctx=None):
     """He initialisation (fan-in, ReLU gain) of every parameter not yet initialised.
 
@@ -907,20 +918,13 @@ def throughput(net, data, config=None, iterations=5, rounds=12, ctx=None, progre
     trainer.set_learning_rate(config.lr)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
-    def real_batches():
-        epoch = 0
-        while True:
-            yield from epoch_batches(data.train, config.batch_size, config.seed, epoch,
-                                     config.pad, config.flip)
-            epoch += 1
-
-    stream = real_batches()
-    fixed = to_input(*next(stream), preprocess, ctx)
+    stream = input_stream(data.train, config, preprocess, ctx)
+    fixed = next(stream)
 
     def timed(real, n):
         start = time.perf_counter()
         for _ in range(n):
-            x, y = to_input(*next(stream), preprocess, ctx) if real else fixed
+            x, y = next(stream) if real else fixed
             train_step(step, trainer, loss_fn, x, y).asnumpy()
         return time.perf_counter() - start
 

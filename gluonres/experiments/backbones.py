@@ -349,14 +349,8 @@ def load_data(scale, spec=None, seed=0, progress=True):
     GluonresError
         If the scale needs data and none was given, or the data has no test split.
     """
-    spec = spec or scale.default_data
-    if spec is None:
-        raise GluonresError(f"scale {scale.name!r} trains on real data: pass --data, e.g. the "
-                            "shared CIFAR-10 archive ../shared/data/cifar10-jpg.tar.gz")
-    full = data_module.load(spec, progress=progress)
-    if full.test is None:
-        raise GluonresError(f"{spec!r} has no test split; the comparison needs train/ and "
-                            "test/ (e.g. the CIFAR-10 image folder)")
+    spec = common.data_spec(scale, spec)
+    full = common.load_with_test(spec, "the comparison", progress)
     train = full.train.subset(data_module.balanced_subset(full.train.labels,
                                                           scale.train_images, seed))
     test = full.test.subset(data_module.balanced_subset(full.test.labels,

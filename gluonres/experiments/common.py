@@ -170,6 +170,25 @@ class ExperimentData:
 _LOADED = {}
 
 
+def data_spec(scale, spec):
+    """``spec``, or the scale's default; a scale that needs real data says how to pass it."""
+    spec = spec or scale.default_data
+    if spec is None:
+        raise GluonresError(
+            f"scale {scale.name!r} trains on real data: pass --data, the CIFAR-10 image "
+            f"folder or archive (e.g. {SHARED_CIFAR}) or 'cifar10' (downloads)")
+    return spec
+
+
+def load_with_test(spec, who, progress=True, size=None):
+    """:func:`gluonres.data.load` for data that must have a test split (``who`` needs it)."""
+    full = data_module.load(spec, size=size, progress=progress)
+    if full.test is None:
+        raise GluonresError(f"{spec!r} has no test split; {who} needs train/ and test/ "
+                            "(e.g. the CIFAR-10 image folder)")
+    return full
+
+
 def load_data(scale, spec=None, progress=True):
     """Load ``spec`` (default: the scale's) and cut it to the scale's subsets.
 
@@ -181,17 +200,10 @@ def load_data(scale, spec=None, progress=True):
     GluonresError
         If the scale needs data and none was given, or the data has no test split.
     """
-    spec = spec or scale.default_data
-    if spec is None:
-        raise GluonresError(
-            f"scale {scale.name!r} trains on real data: pass --data, the CIFAR-10 image "
-            f"folder or archive (e.g. {SHARED_CIFAR}) or 'cifar10' (downloads)")
+    spec = data_spec(scale, spec)
     key = (os.path.abspath(spec) if os.path.exists(spec) else spec, scale.name)
     if key not in _LOADED:
-        full = data_module.load(spec, size=32, progress=progress)
-        if full.test is None:
-            raise GluonresError(f"{spec!r} has no test split; the experiments need train/ "
-                                "and test/ (e.g. the CIFAR-10 image folder)")
+        full = load_with_test(spec, "the experiments", progress, size=32)
         train = full.train
         if scale.train_images:
             train = train.subset(data_module.balanced_subset(train.labels, scale.train_images))
