@@ -311,11 +311,11 @@ SCALES = {
                     "otherwise), one epoch of 6 updates of 16; proves the pipeline, "
                     "measures nothing"),
     "cpu": TrainScale(
-        "cpu", train_images=1000, test_images=1000, epochs=2, batch_size=32,
-        default_data=None, throughput=True, minutes=10,
-        description="a short real race sized for 2 CPU cores: 1,000 training images "
-                    "(100 per class) for 2 epochs (62 updates of 32), accuracy on 1,000 "
-                    "test images (100 per class); plus the forward-throughput table at "
+        "cpu", train_images=4000, test_images=2000, epochs=3, batch_size=32,
+        default_data=None, throughput=True, minutes=45,
+        description="a real race sized for 2 CPU cores: 4,000 training images "
+                    "(400 per class) for 3 epochs (375 updates of 32), accuracy on 2,000 "
+                    "test images (200 per class); plus the forward-throughput table at "
                     "native sizes"),
 }
 
@@ -421,7 +421,7 @@ def train_comparison(scale="smoke", data=None, models=TRAIN_MODELS, seed=0, prog
     Parameters
     ----------
     scale : str or TrainScale, default 'smoke'
-        ``'smoke'`` (seconds, digits) or ``'cpu'`` (about 10 minutes, real data).
+        ``'smoke'`` (seconds, digits) or ``'cpu'`` (about 45 minutes, real data).
     data : str, optional
         Dataset spec for :func:`gluonres.data.load`; default: the scale's.
     models : sequence of str, default :data:`TRAIN_MODELS`
