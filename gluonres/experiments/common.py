@@ -114,7 +114,9 @@ SCALES = {
         description="a real run sized for 2 CPU cores: a fixed class-balanced 5,000-image "
                     "subset of the CIFAR-10 training set, 10 epochs (390 updates of 128) "
                     "with the paper's step schedule compressed (lr 0.1, /10 at 50% and "
-                    "75%); the many-variant comparisons (shortcut options, the 2016 "
+                    "75%; the four degradation networks warm up at 0.01 until their "
+                    "training error is below 80%, as the paper's ResNet-110); the "
+                    "many-variant comparisons (shortcut options, the 2016 "
                     "variants, the seed's ResNet-18) only 3 epochs (117 updates); curves "
                     "on 500 fixed test images, final test errors on all 10,000"),
     "paper": Scale(

@@ -7,8 +7,8 @@ process, ordinary and with gradient checkpointing (:func:`gluonres.bench.memory`
 """
 from ..analysis import trainable_params
 from ..errors import GluonresError
-from . import bottleneck
-from .common import RunSpec, fmt_pct, summarize
+from . import bottleneck, degradation
+from .common import fmt_pct, summarize
 
 NAME = "depth"
 TITLE = "CIFAR-10 depth table: ResNet-20 to ResNet-1202 (2015, Table 6)"
@@ -29,7 +29,7 @@ MEMORY = {"smoke": ("resnet56_cifar", 8, 1), "cpu": ("resnet1202_cifar", 8, 1),
 def runs(scale):
     """The trained depths: 20 and 56 (the degradation runs), and at ``paper`` scale 110
     (the bottleneck experiment's run)."""
-    return ([RunSpec(f"resnet{d}_cifar") for d in (20, 56)]
+    return ([s for s in degradation.cifar_runs(scale) if s.model.startswith("resnet")]
             + [s for s in bottleneck.runs(scale) if s.model == "resnet110_cifar"])
 
 

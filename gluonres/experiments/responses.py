@@ -11,12 +11,10 @@ degradation and bottleneck runs.
 """
 import numpy as np
 
-from . import bottleneck
-from .common import RunSpec
+from . import bottleneck, degradation
 
 NAME = "responses"
 TITLE = "Layer responses of plain and residual networks (2015, Fig. 7)"
-MODELS = ("plain20_cifar", "plain56_cifar", "resnet20_cifar", "resnet56_cifar")
 
 PAPER = {
     "source": "He et al. 2015, Fig. 7 and Sec. 4.2 (CIFAR-10, std of each 3x3 layer's "
@@ -29,7 +27,7 @@ PAPER = {
 def runs(scale):
     """Plain-20/56, ResNet-20/56 (the degradation runs), and at ``paper`` scale also
     ResNet-110 (the bottleneck experiment's run; not trained at the smaller scales)."""
-    return [RunSpec(m) for m in MODELS] + [
+    return degradation.cifar_runs(scale) + [
         s for s in bottleneck.runs(scale) if s.model == "resnet110_cifar"]
 
 
