@@ -12,7 +12,8 @@ import gluonres
 from gluonres import experiments
 from gluonres.blocks import ARRANGEMENTS, ResidualFactory
 from gluonres.errors import GluonresError
-from gluonres.experiments import common, degradation, identity, shortcuts
+from gluonres.experiments import (bottleneck, common, degradation, depth, identity, responses,
+                                  shortcuts)
 from gluonres.experiments.report import results_page
 
 R20 = 269_722  # ResNet-20, option A, 10 classes (tests/test_models.py)
@@ -211,6 +212,18 @@ def test_experiments_share_runs(smoke):
     r = records["responses"]["models"]["resnet56_cifar"]
     # the stem and 27 units x 2: every 3x3 convolution followed by its BN
     assert len(r["std"]) == 55 and all(s > 0 for s in r["std"])
+
+
+def test_degradation_warms_up_alike_below_paper_scale():
+    """The four CIFAR networks share one recipe per scale; only the compressed scales
+    add the error-driven warm-up, and depth and responses train exactly those runs."""
+    for scale in ("smoke", "cpu", "paper"):
+        specs = degradation.cifar_runs(scale)
+        assert [s.model for s in specs] == list(degradation.CIFAR_MODELS)
+        configs = {common.get_scale(scale).config(s.model, **s.train).warmup for s in specs}
+        assert configs == ({"none"} if scale == "paper" else {"error"})
+        assert all(s in specs for s in responses.runs(scale)[:4])
+        assert all(s in specs + bottleneck.runs(scale) for s in depth.runs(scale))
 
 
 def test_kept_run_with_other_settings_is_refused(smoke):
