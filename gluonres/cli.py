@@ -527,7 +527,7 @@ def build_parser():
                    help="instead: train the backbones with one budget on real data and write "
                    "results/backbones-SCALE.json (with the table; timed at scale cpu)")
     p.add_argument("--scale", choices=["smoke", "cpu"], default="smoke",
-                   help="with --train: smoke (seconds, digits) or cpu (about 10 min on 2 "
+                   help="with --train: smoke (seconds, digits) or cpu (about 45 min on 2 "
                    "cores; needs --data)")
     p.add_argument("--data", help="with --train: dataset, e.g. "
                    "../shared/data/cifar10-jpg.tar.gz (default at scale smoke: digits)")
