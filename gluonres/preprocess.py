@@ -25,6 +25,8 @@ class Preprocess:
     mean: tuple = None
     std: tuple = None
     mean_image: np.ndarray = field(default=None, repr=False)
+    # the constants as NDArrays per context: made once, not copied in on every batch
+    _arrays: dict = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, batch):
         """Turn a uint8 ``(N, H, W, 3)`` NDArray batch into float32 ``(N, 3, H, W)``."""
@@ -35,12 +37,20 @@ class Preprocess:
                                 f"mean of shape {tuple(self.mean_image.shape)}; resize the "
                                 f"images to {self.mean_image.shape[1]}x"
                                 f"{self.mean_image.shape[2]}")
-            x = mx.nd.broadcast_sub(x, mx.nd.array(self.mean_image[None], ctx=x.context))
+            x = mx.nd.broadcast_sub(x, self._array("mean_image", x.context))
         elif self.mean is not None:
-            x = mx.nd.broadcast_sub(x, _channels(self.mean, x.context))
+            x = mx.nd.broadcast_sub(x, self._array("mean", x.context))
         if self.std is not None:
-            x = mx.nd.broadcast_div(x, _channels(self.std, x.context))
+            x = mx.nd.broadcast_div(x, self._array("std", x.context))
         return x
+
+    def _array(self, name, ctx):
+        key = (name, str(ctx))
+        if key not in self._arrays:
+            value = np.asarray(getattr(self, name), "float32")
+            shape = (1,) + value.shape if name == "mean_image" else (1, 3, 1, 1)
+            self._arrays[key] = mx.nd.array(value.reshape(shape), ctx=ctx)
+        return self._arrays[key]
 
     @classmethod
     def fit(cls, images, mode="pixel"):
@@ -91,10 +101,6 @@ class Preprocess:
         return cls(mean=tuple(d["mean"]) if d.get("mean") is not None else None,
                    std=tuple(d["std"]) if d.get("std") is not None else None,
                    mean_image=np.asarray(img, "float32") if img is not None else None)
-
-
-def _channels(values, ctx):
-    return mx.nd.array(values, ctx=ctx).reshape((1, 3, 1, 1))
 
 
 #: The input normalisation of the option-A reference weights (../shared/reference).

@@ -183,12 +183,17 @@ def test_crop_flip_takes_windows_of_the_padded_image():
     images = np.arange(6 * 8 * 8, dtype=np.uint16).reshape(6, 8, 8)[..., None].repeat(3, 3)
     out = data.random_crop_flip(images, np.random.default_rng(0), pad=2)
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    # the generator's draws, in the order every version made them: rows, columns, mirrors
+    # (so recorded runs and checkpoints keep meaning the same batches)
+    rng = np.random.default_rng(0)
+    draws = zip(rng.integers(0, 5, 6), rng.integers(0, 5, 6), rng.random(6) < 0.5)
     flipped = 0
-    for img, pad in zip(out, padded):
+    for img, pad, drawn in zip(out, padded, draws):
         windows = [(dy, dx, f) for dy in range(5) for dx in range(5) for f in (False, True)
                    if np.array_equal(img, (pad[dy:dy + 8, dx:dx + 8, :][:, ::-1] if f
                                            else pad[dy:dy + 8, dx:dx + 8, :]))]
         assert windows, "every output is a (possibly mirrored) window of the padded input"
+        assert tuple(drawn) in windows
         flipped += windows[0][2]
     assert 0 < flipped < 6
     same = data.random_crop_flip(images, np.random.default_rng(0), pad=2)
