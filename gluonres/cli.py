@@ -443,7 +443,7 @@ def cmd_bench(args):
     text = bench.table(record)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        record["command"] = "gluonres bench " + " ".join(sys.argv[2:])
+        record["command"] = shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
         write_text(args.out, json.dumps(record, indent=1, default=_json_default) + "\n")
         write_text(os.path.splitext(args.out)[0] + ".md", text + "\n")
         log(f"wrote {args.out} and its .md table")
