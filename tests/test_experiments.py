@@ -224,6 +224,20 @@ def test_degradation_warms_up_alike_below_paper_scale():
         assert configs == ({"none"} if scale == "paper" else {"error"})
         assert all(s in specs for s in responses.runs(scale)[:4])
         assert all(s in specs + bottleneck.runs(scale) for s in depth.runs(scale))
+    # at cpu scale the four train longer, on all of the training set
+    assert {(s.train_images, s.train["epochs"]) for s in degradation.cifar_runs("cpu")} == {
+        (50_000, 8)}
+
+
+def test_run_with_its_own_training_subset(smoke):
+    out, _ = smoke
+    runner = common.Runner(common.SCALES["smoke"], out=str(out), progress=False)
+    spec = common.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
+    assert spec.key == "resnet20_cifar__images-40__epochs-1"
+    run = runner.train(spec)
+    assert run["data"]["train_images"] == 40
+    assert run["iterations"] == 40 // common.SCALES["smoke"].batch_size
+    assert common.summarize(run)["train_images"] == 40
 
 
 def test_kept_run_with_other_settings_is_refused(smoke):

@@ -114,8 +114,10 @@ SCALES = {
         description="a real run sized for 2 CPU cores: a fixed class-balanced 5,000-image "
                     "subset of the CIFAR-10 training set, 10 epochs (390 updates of 128) "
                     "with the paper's step schedule compressed (lr 0.1, /10 at 50% and "
-                    "75%; the four degradation networks warm up at 0.01 until their "
-                    "training error is below 80%, as the paper's ResNet-110); the "
+                    "75%); the four degradation networks (plain/ResNet-20/56) instead "
+                    "train on all 50,000 images for 8 epochs (3,120 updates) and warm up "
+                    "at 0.01 until their training error is below 80%, as the paper's "
+                    "ResNet-110; the "
                     "many-variant comparisons (shortcut options, the 2016 "
                     "variants, the seed's ResNet-18) only 3 epochs (117 updates); curves "
                     "on 500 fixed test images, final test errors on all 10,000"),
@@ -191,11 +193,11 @@ def load_with_test(spec, who, progress=True, size=None):
     return full
 
 
-def load_data(scale, spec=None, progress=True):
+def load_data(scale, spec=None, progress=True, train_images=None):
     """Load ``spec`` (default: the scale's) and cut it to the scale's subsets.
 
     Decoded data is kept in memory for the process, so experiments run one after
-    another decode it once.
+    another decode it once. ``train_images`` replaces the scale's training subset size.
 
     Raises
     ------
@@ -203,12 +205,13 @@ def load_data(scale, spec=None, progress=True):
         If the scale needs data and none was given, or the data has no test split.
     """
     spec = data_spec(scale, spec)
-    key = (os.path.abspath(spec) if os.path.exists(spec) else spec, scale.name)
+    size = train_images or scale.train_images
+    key = (os.path.abspath(spec) if os.path.exists(spec) else spec, scale.name, size)
     if key not in _LOADED:
         full = load_with_test(spec, "the experiments", progress, size=32)
         train = full.train
-        if scale.train_images:
-            train = train.subset(data_module.balanced_subset(train.labels, scale.train_images))
+        if size:
+            train = train.subset(data_module.balanced_subset(train.labels, size))
         curve = full.test
         if scale.curve_test_images:
             curve = curve.subset(data_module.balanced_subset(curve.labels,
@@ -235,12 +238,16 @@ class RunSpec:
         (``epochs``, ``warmup`` ...).
     label : str, optional
         Name shown in tables and plots (default: the model name).
+    train_images : int, optional
+        Size of this run's seeded, class-balanced training subset (default: the
+        scale's).
     """
 
     model: str
     options: dict = dataclasses.field(default_factory=dict)
     train: dict = dataclasses.field(default_factory=dict)
     label: str = None
+    train_images: int = None
 
     def __post_init__(self):
         self.label = self.label or self.model
@@ -248,7 +255,7 @@ class RunSpec:
     @property
     def key(self):
         """File-name-safe identity: model, then sorted options and overrides."""
-        parts = [self.model]
+        parts = [self.model] + ([f"images-{self.train_images}"] if self.train_images else [])
         for k, v in sorted({**self.options, **self.train}.items()):
             if isinstance(v, dict):
                 v = "_".join(f"{a}{b}" for a, b in sorted(v.items()))
@@ -383,7 +390,8 @@ class Runner:
             If a kept run of this key was made with other settings or data.
         """
         self.used.append(spec.key)
-        d = self.data
+        d = (self.data if spec.train_images is None
+             else load_data(self.scale, self.data_spec, self.progress, spec.train_images))
         config = self.scale.config(spec.model, d.data.hflip, **spec.train)
         # where the data came from (its path) may differ; what it is may not
         identity = {"model": spec.model, "options": spec.options, "config": config.to_dict(),
@@ -411,7 +419,7 @@ class Runner:
         train = d.data.train
         bs = config.batch_size
         train_eval = train
-        if self.scale.train_eval_images:
+        if self.scale.train_eval_images and self.scale.train_eval_images < len(train):
             train_eval = train.subset(data_module.balanced_subset(train.labels,
                                                       self.scale.train_eval_images, seed=1))
         callback = RunAnalysis((train.images[:bs], train.labels[:bs]),
@@ -469,6 +477,7 @@ def summarize(run, fields=("final_train_error", "final_train_error_eval", "final
     out = {k: run[k] for k in fields if k in run}
     out.update(label=run["label"], model=run["model"], options=run["options"],
                key=run.get("key"), iterations=run["iterations"],
+               train_images=run["data"]["train_images"],
                curve={k: [r.get(k) for r in run["epochs"]]
                       for k in ("epoch", "train_error_pct", "test_error_pct", "lr")})
     return out
