@@ -10,7 +10,10 @@ from .errors import GluonresError
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The
+    file gets the mode an ordinary ``open`` would give it (that of the file it replaces,
+    else 0666 less the umask), not ``mkstemp``'s private 0600: exported models and
+    records are meant to be read by others.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -18,6 +21,7 @@ def atomic_path(path):
                                dir=folder)
     os.close(fd)
     try:
+        os.chmod(tmp, _mode_for(path))
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -26,6 +30,15 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _mode_for(path):
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_text(path, text):

@@ -223,3 +223,19 @@ def test_the_best_epoch_travels_in_the_checkpoint(digits, tmp_path):  # noqa: F8
     b = training.fit(resnet8(), d, config, out_dir=out, resume=True, progress=False)
     assert b["selected_epoch"] == a["selected_epoch"]
     _assert_same_weights(out, io.read_weights(str(tmp_path / "a" / "weights.params"))[0])
+
+
+def test_atomic_writes_get_ordinary_file_modes(tmp_path):
+    """mkstemp makes 0600 files; an exported model must be readable like any other file."""
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.json"
+        _atomic.write_text(new, "{}")
+        assert new.stat().st_mode & 0o777 == 0o644
+        shared = tmp_path / "shared.json"
+        shared.write_text("old")
+        shared.chmod(0o664)
+        _atomic.write_text(shared, "new")
+        assert shared.stat().st_mode & 0o777 == 0o664 and shared.read_text() == "new"
+    finally:
+        os.umask(old)
