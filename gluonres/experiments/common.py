@@ -115,7 +115,7 @@ SCALES = {
                     "subset of the CIFAR-10 training set, 10 epochs (390 updates of 128) "
                     "with the paper's step schedule compressed (lr 0.1, /10 at 50% and "
                     "75%); the four degradation networks (plain/ResNet-20/56) instead "
-                    "train on all 50,000 images for 8 epochs (3,120 updates) and warm up "
+                    "train on all 50,000 images for 16 epochs (6,240 updates) and warm up "
                     "at 0.01 until their training error is below 80%, as the paper's "
                     "ResNet-110; the "
                     "many-variant comparisons (shortcut options, the 2016 "
