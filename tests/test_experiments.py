@@ -226,7 +226,7 @@ def test_degradation_warms_up_alike_below_paper_scale():
         assert all(s in specs + bottleneck.runs(scale) for s in depth.runs(scale))
     # at cpu scale the four train longer, on all of the training set
     assert {(s.train_images, s.train["epochs"]) for s in degradation.cifar_runs("cpu")} == {
-        (50_000, 8)}
+        (50_000, 16)}
 
 
 def test_run_with_its_own_training_subset(smoke):
