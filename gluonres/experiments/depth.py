@@ -100,10 +100,12 @@ def memory_line(record):
     """The memory measurement in one sentence."""
     m = record["memory"]
     s, c = m["static"], m["checkpointed"]
+    # a single step is also the first, whose time is mostly the graph's set-up
+    timed = "for the one step, set-up included" if m["steps"] == 1 else "per step"
     return (f"{m['model']}, batch {m['batch']}, built and trained {m['steps']} step(s) in a "
             f"fresh process per mode: peak resident memory {s['peak_rss_mb']:,.0f} MiB "
             f"ordinary, {c['peak_rss_mb']:,.0f} MiB checkpointed ({100 * m['memory_saved']:.0f}"
-            f"% less); {s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s per step")
+            f"% less); {s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s {timed}")
 
 
 def plot(record):
