@@ -3,6 +3,7 @@ schema, the claims' logic, the run cache and the results page."""
 import json
 import subprocess
 import sys
+import types
 
 import mxnet as mx
 import numpy as np
@@ -238,6 +239,23 @@ def test_run_with_its_own_training_subset(smoke):
     assert run["data"]["train_images"] == 40
     assert run["iterations"] == 40 // common.SCALES["smoke"].batch_size
     assert common.summarize(run)["train_images"] == 40
+
+
+def test_record_describes_the_data_its_runs_trained_on(smoke, tmp_path):
+    """A record whose runs train on their own subsets (as the cpu degradation runs do)
+    names that data, not none, and the sizes of its other runs."""
+    out, _ = smoke
+    own = common.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
+    experiment = types.SimpleNamespace(
+        NAME="subsets", TITLE="runs on their own subsets",
+        compute=lambda runner: {"finals": [runner.train(own)["final_test_error"],
+                                           runner.train(common.RunSpec("resnet20_cifar"))
+                                           ["final_test_error"]]})
+    record = common.reproduce(experiment, "smoke", out=str(out), work=str(tmp_path),
+                              progress=False, force=True)
+    assert record["data"]["train_images"] == 40
+    assert record["data"]["other_train_images"] == [common.SCALES["smoke"].train_images]
+    assert "40 training images (64 for its other runs)" in common.provenance(record)
 
 
 def test_kept_run_with_other_settings_is_refused(smoke):

@@ -355,6 +355,7 @@ class Runner:
         self.work = work or os.path.join("runs", "reproduce")
         self.progress = progress
         self.used = []  # run keys, in order
+        self.data_used = []  # descriptions of the data the runs trained on, first use first
         self._data = None
 
     @property
@@ -392,6 +393,8 @@ class Runner:
         self.used.append(spec.key)
         d = (self.data if spec.train_images is None
              else load_data(self.scale, self.data_spec, self.progress, spec.train_images))
+        if d.describe() not in self.data_used:
+            self.data_used.append(d.describe())
         config = self.scale.config(spec.model, d.data.hflip, **spec.train)
         # where the data came from (its path) may differ; what it is may not
         identity = {"model": spec.model, "options": spec.options, "config": config.to_dict(),
@@ -547,13 +550,24 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
         command += f" --data {data}" if data else ""
     record = {"experiment": module.NAME, "title": module.TITLE, "scale": scale.name,
               "scale_settings": scale.describe(), "command": command,
-              "data": runner.data.describe() if runner._data is not None else None,
+              "data": _data_of(runner),
               "machine": results.machine(), "started": started, "finished": now(),
               "wall_s": time.time() - start, "runs": runner.used, **body}
     record["training_s"] = _training_seconds(record)
     os.makedirs(out, exist_ok=True)
     write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
     return record
+
+
+def _data_of(runner):
+    """The record's data: that of its first training run (the experiment's main runs come
+    first), naming the training-set sizes of any other runs; else the data the experiment
+    used without training; else None."""
+    if runner.data_used:
+        first, others = runner.data_used[0], runner.data_used[1:]
+        return {**first, **({"other_train_images": [d["train_images"] for d in others]}
+                            if others else {})}
+    return runner.data.describe() if runner._data is not None else None
 
 
 def _training_seconds(record):
@@ -587,12 +601,18 @@ def provenance(record):
              f"{m.get('omp_num_threads')}, mxnet {m.get('mxnet')}; finished "
              f"{record['finished']}, training {record.get('training_s', 0) / 60:.0f} min"]
     if d:
-        lines.append(f"data: {d['spec']}, {d['train_images']:,} training images, curves on "
-                     f"{d['curve_test_images']:,} test images, final test error on "
-                     f"{d['final_test_images']:,}")
+        lines.append(f"data: {d['spec']}, {d['train_images']:,} training images"
+                     f"{other_runs(d)}, curves on {d['curve_test_images']:,} test images, "
+                     f"final test error on {d['final_test_images']:,}")
         if d.get("note"):
             lines.append(f"caveat: {d['note']}")
     return "\n".join(lines)
+
+
+def other_runs(data):
+    """``' (5,000 for its other runs)'`` when a record's runs trained on several subsets."""
+    other = data.get("other_train_images")
+    return (f" ({', '.join(f'{n:,}' for n in other)} for its other runs)" if other else "")
 
 
 def history_of(summary):
@@ -607,8 +627,9 @@ def history_of(summary):
 def data_line(record):
     """One line saying what a record was measured on (for figure titles)."""
     d = record.get("data") or {}
-    line = (f"{record['scale']} scale: {d.get('train_images', '?')} training images of "
-            f"{d.get('name', '?')}, curves on {d.get('curve_test_images', '?')} test images")
+    line = (f"{record['scale']} scale: {d.get('train_images', '?')} training images"
+            f"{other_runs(d)} of {d.get('name', '?')}, curves on "
+            f"{d.get('curve_test_images', '?')} test images")
     return line + (" (JPEG CIFAR-10: see the caveat)" if d.get("note") else "")
 
 

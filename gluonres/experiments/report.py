@@ -12,7 +12,7 @@ import os
 
 from ..errors import GluonresError
 from . import EXPERIMENTS, get
-from .common import JPEG_CAVEAT, SCALES
+from .common import JPEG_CAVEAT, SCALES, other_runs
 
 HEADER = """# Results
 
@@ -40,7 +40,8 @@ def _machine(m):
 def _data(d):
     if not d:
         return "no training data (measurements on random inputs)"
-    line = (f"{d['spec']}: {d['train_images']:,} training images ({d['subset']}), "
+    line = (f"{d['spec']}: {d['train_images']:,} training images ({d['subset']})"
+            f"{other_runs(d)}, "
             f"curves on {d['curve_test_images']:,} test images, final test error on "
             f"{d['final_test_images']:,}")
     return line + (" — JPEG: see the caveat above" if d.get("note") else "")
