@@ -241,18 +241,17 @@ def test_run_with_its_own_training_subset(smoke):
     assert common.summarize(run)["train_images"] == 40
 
 
-def test_record_describes_the_data_its_runs_trained_on(smoke, tmp_path):
+def test_record_describes_the_data_its_runs_trained_on(tmp_path):
     """A record whose runs train on their own subsets (as the cpu degradation runs do)
     names that data, not none, and the sizes of its other runs."""
-    out, _ = smoke
     own = common.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
     experiment = types.SimpleNamespace(
         NAME="subsets", TITLE="runs on their own subsets",
         compute=lambda runner: {"finals": [runner.train(own)["final_test_error"],
                                            runner.train(common.RunSpec("resnet20_cifar"))
                                            ["final_test_error"]]})
-    record = common.reproduce(experiment, "smoke", out=str(out), work=str(tmp_path),
-                              progress=False, force=True)
+    record = common.reproduce(experiment, "smoke", out=str(tmp_path / "results"),
+                              work=str(tmp_path / "work"), progress=False)
     assert record["data"]["train_images"] == 40
     assert record["data"]["other_train_images"] == [common.SCALES["smoke"].train_images]
     assert "40 training images (64 for its other runs)" in common.provenance(record)

@@ -393,12 +393,13 @@ class Runner:
         self.used.append(spec.key)
         d = (self.data if spec.train_images is None
              else load_data(self.scale, self.data_spec, self.progress, spec.train_images))
-        if d.describe() not in self.data_used:
-            self.data_used.append(d.describe())
+        described = d.describe()
+        if described not in self.data_used:
+            self.data_used.append(described)
         config = self.scale.config(spec.model, d.data.hflip, **spec.train)
         # where the data came from (its path) may differ; what it is may not
         identity = {"model": spec.model, "options": spec.options, "config": config.to_dict(),
-                    "data": {k: v for k, v in d.describe().items()
+                    "data": {k: v for k, v in described.items()
                              if k not in ("spec", "name")}}
         path = self.run_path(spec)
         if os.path.exists(path):
