@@ -1,6 +1,7 @@
 """The paper experiments: 2016 unit variants, every experiment at smoke scale, the records'
 schema, the claims' logic, the run cache and the results page."""
 import json
+import pathlib
 import subprocess
 import sys
 import types
@@ -16,6 +17,8 @@ from gluonres.errors import GluonresError
 from gluonres.experiments import (bottleneck, common, degradation, depth, identity, responses,
                                   shortcuts)
 from gluonres.experiments.report import results_page
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 R20 = 269_722  # ResNet-20, option A, 10 classes (tests/test_models.py)
 
@@ -156,6 +159,20 @@ def test_degradation_claims_follow_the_numbers():
     assert [c["holds"] for c in degradation.claims(bad)] == [False, False]
     with pytest.raises(AssertionError, match="plain-56"):
         degradation.check(bad)
+
+
+def test_committed_degradation_record_shows_degradation_and_cure():
+    """The committed cpu record (the one notebook 1 plots) has the schema the notebooks
+    read, 16 epochs on all 50,000 images, and both claims on its own numbers."""
+    record = common.load_record("degradation", "cpu", str(REPO / "results"))
+    assert record, "results/degradation-cpu.json is missing: run the command in docs/results.md"
+    assert set(record["models"]) == set(degradation.CIFAR_MODELS)
+    for name, m in record["models"].items():
+        assert len(m["curve"]["train_error_pct"]) == len(m["curve"]["test_error_pct"]) == 16
+        assert m["final_train_error"] == pytest.approx(m["curve"]["train_error_pct"][-1])
+        assert 0 < m["final_test_error"] < 100, name
+    assert record["data"]["train_images"] == 50000
+    assert len(degradation.check(record)) == 2
 
 
 # ------------------------------------------------------------------ smoke runs
