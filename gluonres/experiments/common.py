@@ -628,9 +628,14 @@ def history_of(summary):
 def data_line(record):
     """One line saying what a record was measured on (for figure titles)."""
     d = record.get("data") or {}
-    line = (f"{record['scale']} scale: {d.get('train_images', '?')} training images"
+
+    def count(key):
+        n = d.get(key)
+        return f"{n:,}" if isinstance(n, int) else "?"
+
+    line = (f"{record['scale']} scale: {count('train_images')} training images"
             f"{other_runs(d)} of {d.get('name', '?')}, curves on "
-            f"{d.get('curve_test_images', '?')} test images")
+            f"{count('curve_test_images')} test images")
     return line + (" (JPEG CIFAR-10: see the caveat)" if d.get("note") else "")
 
 
