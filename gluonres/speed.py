@@ -7,8 +7,9 @@ Three ways to run a network; each uses the network's own ``Parameter`` objects
   backend (convolution + BatchNorm + ReLU + residual addition fused into one kernel),
   statically planned memory.
 * :func:`for_training` -- the hybridized graph with every BatchNorm whose only consumer
-  is a ReLU replaced by oneDNN's fused ``BatchNormWithReLU`` (forward and backward),
-  statically planned memory.
+  is a ReLU replaced by oneDNN's fused ``BatchNormWithReLU`` (forward and backward), and
+  global average poolings fed plain NCHW (fast kernels on every ISA), statically planned
+  memory.
 * :class:`CheckpointedStep` -- a forward and backward pass that stores the
   activations of a few segment boundaries only and recomputes the rest, for networks
   too deep for memory (ResNet-1202 at batch 128).
@@ -43,6 +44,13 @@ def _check_initialized(net):
         from .errors import GluonresError
         raise GluonresError("the network has no weights yet; call net.initialize() or load "
                             "weights first") from err
+
+
+def _load_graph(graph):
+    """A symbol from an edited graph dict (arg_nodes recomputed, row pointers dropped)."""
+    graph["arg_nodes"] = [i for i, n in enumerate(graph["nodes"]) if n["op"] == "null"]
+    graph.pop("node_row_ptr", None)
+    return mx.sym.load_json(json.dumps(graph))
 
 
 def fuse_bn_relu(sym):
@@ -85,6 +93,56 @@ def fuse_bn_relu(sym):
     return mx.sym.load_json(json.dumps(graph)), len(bypass)
 
 
+def _is_global_avg_pool(node):
+    attrs = node.get("attrs", {})
+    return (node["op"] == "Pooling" and attrs.get("global_pool") == "True"
+            and attrs.get("pool_type", "max") == "avg")
+
+
+def plain_global_pools(sym):
+    """Give every global average pooling its input in plain NCHW layout.
+
+    A reshape to the same shape goes in front of each global average pooling; in
+    mxnet 1.9.1 it turns a oneDNN blocked tensor into plain NCHW, so the pooling and its
+    gradient stay in plain layout, for which oneDNN has fast kernels on every ISA.
+
+    Why: with AVX-512 kernels the tensors are 16-channel blocked (``aBcd16b``). The
+    pooling's backward to a blocked input then runs oneDNN's reference kernel and hands
+    its gradient on as ``acdB16b``. No fast BatchNorm backward takes that layout beside
+    a blocked input, so the BatchNorm before the pooling runs the reference kernel too,
+    about 20x slower; and when that BatchNorm is fused with its ReLU no kernel can be
+    created at all ("could not create a primitive descriptor iterator": the fused
+    forward's 1-bit ReLU mask and the reference backward's 8-bit one do not match). That
+    BatchNorm+ReLU ends every plain net and every pre-activation net. With AVX2 kernels
+    (8-channel blocks) neither happens, and the reshape costs one small reorder there.
+    The gradient is unchanged (tests/test_isa_matrix.py compares it on every ISA level).
+
+    Parameters
+    ----------
+    sym : mxnet.symbol.Symbol
+
+    Returns
+    -------
+    (mxnet.symbol.Symbol, int)
+        The rewritten graph and the number of poolings changed.
+    """
+    graph = json.loads(sym.tojson())
+    nodes, moved = [], {}  # moved: old index -> new index
+    changed = 0
+    for i, node in enumerate(graph["nodes"]):
+        node["inputs"] = [[moved[src], *rest] for src, *rest in node["inputs"]]
+        if _is_global_avg_pool(node):
+            nodes.append({"op": "Reshape", "name": f"{node['name']}_plain",
+                          "attrs": {"shape": "(0, 0, -1, 0)"}, "inputs": [node["inputs"][0]]})
+            node["inputs"] = [[len(nodes) - 1, 0, 0]]
+            changed += 1
+        nodes.append(node)
+        moved[i] = len(nodes) - 1
+    graph["nodes"] = nodes
+    graph["heads"] = [[moved[src], *rest] for src, *rest in graph["heads"]]
+    return _load_graph(graph), changed
+
+
 def for_training(net, fuse=True):
     """A hybridized block that trains ``net``'s parameters faster.
 
@@ -93,8 +151,9 @@ def for_training(net, fuse=True):
     net : mxnet.gluon.HybridBlock
         An initialised network (deferred shapes known: call it once or load weights).
     fuse : bool, default True
-        Fuse BatchNorm + ReLU (:func:`fuse_bn_relu`); ``False`` gives the plain static
-        graph of ``net``, for comparison.
+        Fuse BatchNorm + ReLU (:func:`fuse_bn_relu`); ``False`` leaves them apart, for
+        comparison. Either way the global average poolings get plain-layout input
+        (:func:`plain_global_pools`).
 
     Returns
     -------
@@ -111,10 +170,10 @@ def for_training(net, fuse=True):
     old values. Call ``mx.nd.waitall()`` before reading or saving them (a checkpoint).
     """
     _check_initialized(net)
-    block = net
+    sym, _ = plain_global_pools(net(mx.sym.var(INPUT)))
     if fuse:
-        sym, _ = fuse_bn_relu(net(mx.sym.var(INPUT)))
-        block = _symbol_block(net, sym)
+        sym, _ = fuse_bn_relu(sym)
+    block = _symbol_block(net, sym)
     block.hybridize(static_alloc=True, static_shape=True)
     return block
 

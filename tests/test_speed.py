@@ -105,3 +105,17 @@ def test_checkpointed_step_needs_a_gluonres_resnet():
 def test_uninitialised_network_is_refused():
     with pytest.raises(GluonresError, match="initialize"):
         speed.for_inference(gluonres.get_model("resnet20_cifar"))
+
+
+def test_training_graph_feeds_global_pools_plain_layout():
+    """The reshape in front of the pooling keeps it and its gradient in plain layout
+    (the AVX-512 crash and slowdown, tests/test_isa_matrix.py); the net computes the same."""
+    net = _net("plain20_cifar")
+    sym, changed = speed.plain_global_pools(net(mx.sym.var("data")))
+    assert changed == 1
+    nodes = json.loads(sym.tojson())["nodes"]
+    pool = next(n for n in nodes if n["op"] == "Pooling")
+    assert nodes[pool["inputs"][0][0]]["op"] == "Reshape"
+    x, _ = _batch()
+    block = speed._symbol_block(net, sym)
+    np.testing.assert_allclose(block(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-6)
