@@ -143,14 +143,21 @@ class ZeroPadShortcut(HybridBlock):
                         step=(1, 1, self._stride, self._stride))
         if not (self._before or self._after):
             return x
-        zero = F.zeros_like(F.slice_axis(x, axis=1, begin=0, end=1))
+        # The channels are joined as (N, C, H*W) tensors, then given back their (H, W).
+        # A 4-D concat would split its gradient at channel offsets such as 8 and 24, and
+        # with AVX-512 kernels that gradient arrives in 16-channel blocks: oneDNN's
+        # concat backward then dies of a division by zero (SIGFPE) in a hybridized
+        # graph whose addition feeds a BatchNorm (the 2016 'bn_after_add' unit). The
+        # 3-D gradient is plain NCHW on every ISA (tests/test_isa_matrix.py).
+        flat = F.reshape(x, shape=(0, 0, -1))
+        zero = F.zeros_like(F.slice_axis(flat, axis=1, begin=0, end=1))
         parts = []
         if self._before:
             parts.append(F.broadcast_axis(zero, axis=1, size=self._before))
-        parts.append(x)
+        parts.append(flat)
         if self._after:
             parts.append(F.broadcast_axis(zero, axis=1, size=self._after))
-        return F.concat(*parts, dim=1)
+        return F.reshape_like(F.concat(*parts, dim=1), x, lhs_begin=2, rhs_begin=2)
 
 
 class ShortcutOp(HybridBlock):
@@ -210,7 +217,11 @@ class ShortcutOp(HybridBlock):
         g = F.sigmoid(self.gate(x))
         if self._kind == "exclusive_gate":
             return (1 - g) * h + g * branch
-        return (1 - g) * h + branch
+        # branch first: as the second operand, mxnet 1.9.1's oneDNN subgraph pass (fused
+        # inference, exports) fuses this addition into the branch's last convolution but
+        # hands the gate's 1x1 weight to the unit's first convolution ("Shape
+        # inconsistent, Provided = [16,16,1,1], inferred shape=(16,16,3,3)"), on every ISA
+        return branch + (1 - g) * h
 
 
 class ResidualFactory(HybridBlock):
