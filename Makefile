@@ -8,7 +8,12 @@ DEMO   := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test notebooks clean peers
 
+# mxnet 1.9.1 and the pins in constraints.txt install on CPython 3.11 (any 3.11.x) only
 $(STAMP): pyproject.toml constraints.txt
+	@v=$$($(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null); \
+	case "$$v" in 3.11.*) ;; *) echo "gluonres needs Python 3.11 (mxnet 1.9.1 has no wheels" \
+	    "for other versions), but PYTHON=$(PYTHON) is $${v:-not found}; fix: install Python" \
+	    "3.11 and run: make $(or $(MAKECMDGOALS),demo) PYTHON=python3.11" >&2; exit 2;; esac
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
