@@ -19,7 +19,6 @@ reported.
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from mxnet import autograd, gluon
 from . import speed
 from .analysis import default_input_shape, summary
 from .errors import GluonresError
+from .machine import machine, threads
+from .models.init import he_initialize
 from .registry import get_model
 
 #: gluonres model -> the GluonCV model of the same family and depth
@@ -50,36 +51,6 @@ KEYS = ("hybrid_fwd_img_s", "imperative_fwd_img_s", "gluoncv_fwd_img_s",
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS_SCRIPT = os.path.join(REPO, "benchmarks", "peers.py")
 DEFAULT_PEERS_PYTHON = os.path.join(REPO, ".venv-peers", "bin", "python")
-
-
-def threads():
-    """OpenMP threads mxnet uses (gluonres sets ``OMP_NUM_THREADS`` when unset)."""
-    return int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0))))
-
-
-def machine():
-    """CPU model, cores, memory, thread setting and library versions, for the record."""
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-        with open("/proc/cpuinfo") as f:
-            flags = next(line.split(":", 1)[1].split() for line in f
-                         if line.startswith("flags"))
-        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
-    except (OSError, StopIteration):
-        isa = []
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    try:
-        import onnxruntime
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
-    return {"cpu": cpu, "isa": isa, "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(mem, 1), "omp_num_threads": threads(),
-            "python": platform.python_version(), "mxnet": mx.__version__,
-            "onnxruntime": ort_version, "load_average": list(os.getloadavg())}
 
 
 # ---------------------------------------------------------------------------- timing
@@ -148,9 +119,8 @@ def gemm_gflops(n=2048, repeats=5):
 
 # ---------------------------------------------------------------------------- variants
 def _net(name, seed=0):
-    mx.random.seed(seed)
     net = get_model(name)
-    net.initialize(mx.init.MSRAPrelu(slope=0))
+    he_initialize(net, seed)
     net.infer_shape(mx.nd.zeros(default_input_shape(net)))
     return net
 
@@ -178,9 +148,8 @@ def _train_step(block, params, x, y, next_batch=None):
 
 def _gluoncv(name):
     from gluoncv.model_zoo import get_model as gluoncv_model
-    mx.random.seed(0)
     net = gluoncv_model(name, pretrained=False)
-    net.initialize(mx.init.MSRAPrelu(slope=0))
+    he_initialize(net, 0)
     return net
 
 

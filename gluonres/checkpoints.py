@@ -17,9 +17,8 @@ import shutil
 from dataclasses import dataclass
 
 from . import io
-from ._atomic import atomic_path, write_text
+from ._files import atomic_path, sha256_of, write_text
 from .errors import CorruptFileError, GluonresError
-from .runtime import sha256_of
 
 LATEST = "checkpoint.params"
 PREVIOUS = "checkpoint.prev.params"

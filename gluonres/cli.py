@@ -11,19 +11,11 @@ import shlex
 import sys
 
 
-def _json_default(obj):
-    import numpy as np
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def emit(args, record, text=None):
     """Print ``text`` for people, or ``record`` as the last stdout line with ``--json``."""
+    from gluonres._files import json_default
     if args.json:
-        sys.stdout.write(json.dumps(record, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(record, default=json_default) + "\n")
     elif text is not None:
         sys.stdout.write(text.rstrip("\n") + "\n")
     sys.stdout.flush()
@@ -70,7 +62,7 @@ def cmd_train(args):
 
     import gluonres
     from gluonres import data, distributed, training
-    from gluonres._atomic import check_writable
+    from gluonres._files import check_writable
 
     out = args.out or os.path.join("runs", f"{args.model}-{_data_label(args.data or '')}-"
                                            f"{_stamp()}")
@@ -275,19 +267,17 @@ def cmd_record(args):
 
 def _load_for_export(args):
     """The model with --weights loaded (or freshly initialised), its metadata, provenance."""
-    import mxnet as mx
-
     import gluonres
     from gluonres import io
-    from gluonres.runtime import sha256_of
+    from gluonres.models.init import he_initialize
+    from gluonres._files import sha256_of
 
     net = gluonres.get_model(args.model, **_model_kwargs(args))
     if not args.weights:
         log(f"no --weights given: exporting {args.model} with fresh He-initialised weights "
             f"(seed {args.seed}); the manifest records no preprocessing")
-        mx.random.seed(args.seed)
-        net.initialize(mx.init.MSRAPrelu(slope=0))
-        return net, {}, {"weights": None, "init": f"He (MSRA) normal, seed {args.seed}"}
+        he_initialize(net, args.seed)
+        return net, {}, {"weights": None, "init": f"He (MSRA, fan-in) normal, seed {args.seed}"}
     meta = io.load_weights(net, args.weights)
     return net, meta, {"weights": os.path.abspath(args.weights),
                        "weights_sha256": sha256_of(args.weights)}
@@ -417,7 +407,7 @@ def cmd_reproduce(args):
 
 
 def cmd_report(args):
-    from gluonres._atomic import write_text
+    from gluonres._files import write_text
     from gluonres.experiments.report import results_page
 
     page = results_page(args.results)
@@ -429,7 +419,7 @@ def cmd_report(args):
 
 def cmd_bench(args):
     from gluonres import bench
-    from gluonres._atomic import write_text
+    from gluonres._files import json_default, write_text
 
     models = args.models or ["resnet56_cifar"]
     record = bench.run(models, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
@@ -444,7 +434,7 @@ def cmd_bench(args):
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         record["command"] = shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
-        write_text(args.out, json.dumps(record, indent=1, default=_json_default) + "\n")
+        write_text(args.out, json.dumps(record, indent=1, default=json_default) + "\n")
         write_text(os.path.splitext(args.out)[0] + ".md", text + "\n")
         log(f"wrote {args.out} and its .md table")
     emit(args, record, text)

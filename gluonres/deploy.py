@@ -12,7 +12,6 @@ Everything is written into a hidden staging folder first and moved into place on
 all of it succeeded, the manifest last: a failed export leaves an earlier one untouched.
 :mod:`gluonres.runtime` reads the folder back without any model code.
 """
-import datetime
 import json
 import os
 import shutil
@@ -23,12 +22,12 @@ import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
 from . import runtime
+from ._files import sha256_of
 from .analysis import default_input_shape
+from .data import CIFAR10_CLASSES
 from .errors import GluonresError
+from .machine import utc_now
 
-#: CIFAR-10 class names in label order (the image-folder order of the shared data).
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck")
 #: ImageNet-size inputs: resize the shorter side to size / 0.875 (256 for 224), crop.
 CROP_FRACTION = 0.875
 
@@ -143,10 +142,10 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
             "preprocess": _preprocess_spec(preprocess, files.get("mean_image")),
             "classes": list(classes) if classes is not None else default_classes(net),
             "files": files,
-            "sha256": {f: runtime.sha256_of(os.path.join(staging, f))
+            "sha256": {f: sha256_of(os.path.join(staging, f))
                        for f in files.values()},
             "versions": _versions(onnx),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": utc_now(),
         }
         if calibration is not None:
             manifest["int8"] = {"backend": "oneDNN (MKLDNN) via mxnet.contrib.quantization",

@@ -10,7 +10,7 @@ import re
 import mxnet as mx
 import numpy as np
 
-from ._atomic import atomic_path
+from ._files import atomic_path
 from .errors import CorruptFileError, GluonresError, WeightsMismatchError
 from .preprocess import REFERENCE, Preprocess
 

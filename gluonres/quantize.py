@@ -8,7 +8,6 @@ again with :func:`gluonres.runtime.load_symbol_block`.
 """
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import mxnet as mx
 import numpy as np
 
 from .errors import DataError, GluonresError
+from .machine import machine
 
 #: Calibration defaults: naive (min/max) calibration on a few hundred training images.
 CALIB_IMAGES, CALIB_SEED, CALIB_MODE = 512, 0, "naive"
@@ -254,6 +254,11 @@ def compare(folder, test_root, batch_size=64, repeats=7, progress=True):
 MAX_DROP_POINTS, MIN_SPEEDUP = 0.5, 2.5
 
 
+def _load_1min(m):
+    """A record's 1-minute load average (records before gluonres.machine kept it alone)."""
+    return m["load_average"][0] if "load_average" in m else m["load_average_1min"]
+
+
 def report_table(record):
     """Markdown table and notes for a :func:`compare` record."""
     r, m, c = record, record["machine"], record["calibration"]
@@ -281,7 +286,7 @@ def report_table(record):
         "CIFAR-10 lose about 10 points on it (ResNet-20 reference weights: 81.03% here, "
         "91.7% on the lossless test set); compare with paper numbers only with that caveat.",
         f"- Weights: {r.get('weights')}. Machine: {m['cpu']}, {m['cores']} cores, "
-        f"OMP_NUM_THREADS={m['omp_num_threads']}, load average {m['load_average_1min']:.1f} "
+        f"OMP_NUM_THREADS={m['omp_num_threads']}, load average {_load_1min(m):.1f} "
         f"at the end, mxnet {m['mxnet']}; throughput measured side by side in one run "
         "(round robin), warm-up excluded.",
         f"- Command: `{r['command']}`",
@@ -300,7 +305,7 @@ def write_report(record, out_dir, docs=None):
     dict
         Paths written.
     """
-    from ._atomic import write_text
+    from ._files import write_text
 
     model = record["model"]
     table = report_table(record)
@@ -341,18 +346,3 @@ def docs_table_slot(docs, model):
                             "table belongs, or leave out --docs")
     head, rest = text.split(begin, 1)
     return head + begin + "\n", end + rest.split(end, 1)[1]
-
-
-def machine():
-    """CPU model, usable cores, OpenMP threads and library versions, for records."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "load_average_1min": os.getloadavg()[0],  # other work on a shared machine
-            "mxnet": mx.__version__, "python": platform.python_version()}

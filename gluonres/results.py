@@ -6,42 +6,10 @@ log, the training-curve PNG and the weights.
 """
 import json
 import os
-import platform
 import shutil
-import subprocess
 
-from ._atomic import atomic_path, write_text
+from ._files import atomic_path, write_text
 from .errors import GluonresError
-
-
-def machine():
-    """JSON-ready description of this machine: CPU model, cores, threads, versions."""
-    import mxnet as mx
-    import numpy as np
-
-    info = {"cpu": platform.processor() or platform.machine(),
-            "cores": len(os.sched_getaffinity(0)),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "python": platform.python_version(), "mxnet": mx.__version__,
-            "numpy": np.__version__, "platform": platform.platform()}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        lscpu = ""
-    for line in lscpu.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Model name":
-            info["cpu"] = value.strip()
-        elif key.strip() in ("CPU(s)", "Thread(s) per core", "Core(s) per socket"):
-            info["lscpu_" + key.strip().lower().replace("(s)", "s").replace(" ", "_")] = \
-                value.strip()
-    try:
-        with open("/proc/meminfo") as f:
-            kib = int(f.readline().split()[1])
-        info["memory_gib"] = round(kib / 2 ** 20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return info
 
 
 def record_run(run_dir, name, results_dir="results", bench=None, force=False):

@@ -9,13 +9,13 @@ The manifest makes the preprocessing explicit (nothing is baked into the graph):
     x = (pixels / 255 - mean) / std        # RGB, per channel, then NCHW
     x = (pixels / 255 - mean_image) / std  # the 2015 paper's per-pixel mean (mean.npy)
 """
-import hashlib
 import json
 import os
 
 import mxnet as mx
 import numpy as np
 
+from ._files import sha256_of
 from .errors import CorruptFileError, DataError, GluonresError
 from .preprocess import Preprocess
 
@@ -29,15 +29,6 @@ VARIANTS = {"fp32": ("symbol", "params"), "int8": ("int8_symbol", "int8_params")
 REQUIRED = ("model", "input", "image", "preprocess", "classes", "files", "sha256")
 #: Batch size used when predicting many images.
 BATCH_SIZE = 64
-
-
-def sha256_of(path, chunk=1 << 20):
-    """Hex SHA-256 digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(folder, verify=True):

@@ -25,18 +25,19 @@ import os
 import sys
 import time
 from collections import deque
-from datetime import datetime, timezone
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from . import checkpoints, deploy, evaluation, io, results
-from ._atomic import atomic_path, check_writable, write_text
+from . import checkpoints, deploy, evaluation, io
+from ._files import atomic_path, check_writable, write_text
 from .data import epoch_batches
 from .distributed import KVSTORES, Workers
 from .errors import GluonresError, TrainingDivergedError, WeightsMismatchError
+from .machine import machine, utc_now
+from .models.init import he_initialize
 from .preprocess import Preprocess
 
 #: Batches whose mean error decides when the error-driven warm-up ends.
@@ -364,19 +365,6 @@ def input_stream(train, config, preprocess, ctx=None):
         epoch += 1
 
 
-def initialize(net, seed=0, ctx=None):
-    """He initialisation (fan-in, ReLU gain) of every parameter not yet initialised.
-
-    Layers that set their own initialiser (BatchNorm's ones and zeros, zero biases)
-    keep it; already initialised parameters (e.g. loaded for fine-tuning) are left alone.
-    """
-    mx.random.seed(seed)
-    he = mx.init.MSRAPrelu(factor_type="in", slope=0.0)
-    for p in net.collect_params().values():
-        if p._data is None and not p._deferred_init:
-            p.initialize(ctx=ctx or mx.cpu(), default_init=he)
-
-
 # ---------------------------------------------------------------------------- checkpoints
 def optimizer_states(trainer):
     """The optimizer's per-parameter state (momentum) as ``{'opt:NAME[:i]': NDArray}``.
@@ -554,7 +542,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     history = {"model": model, "config": config.to_dict(), "data": data_info,
                "iterations_per_epoch": per_epoch, "total_iterations": total,
                "milestones": schedule.milestones, "epochs": [], "info": info or {},
-               "resumed": [], "machine": results.machine(), "started": _now(),
+               "resumed": [], "machine": machine(), "started": utc_now(),
                "train_s": 0.0, "wall_s": 0.0, "workers": workers.describe()}
     say = _printer(progress)
     best = {"epoch": None, "val_error_pct": None}
@@ -572,14 +560,14 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         state_meta = meta["state"]
         schedule.load_state_dict(state_meta["schedule"])
         history.update({k: meta["history"].get(k, history[k]) for k in _CARRIED})
-        history["resumed"].append({"info": info or {}, "machine": results.machine(),
-                                   "at_epoch": state_meta["epoch"], "started": _now(),
+        history["resumed"].append({"info": info or {}, "machine": machine(),
+                                   "at_epoch": state_meta["epoch"], "started": utc_now(),
                                    "checkpoint": os.path.basename(loaded.path),
                                    **({"fallback": loaded.note} if loaded.note else {})})
         best = state_meta["best"]
         best_arrays = _resumed_best(best, state_meta["epoch"], arrays, weights, out_dir)
     else:
-        initialize(net, config.seed, ctx)
+        he_initialize(net, config.seed, ctx)
         preprocess = Preprocess.fit(train.images, config.normalize)
     _complete_shapes(net, train.images.shape[1:3], ctx)
     server_schedule = None
@@ -692,7 +680,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
                                 if "test_error_pct" in chosen else None)
     history["train_img_s"] = (sum(r["img_s"] * r["train_s"] for r in history["epochs"])
                               / max(history["train_s"], 1e-9))
-    history["finished"] = _now()
+    history["finished"] = utc_now()
     history["wall_s"] = wall_before + time.time() - segment_start
     history["weights_sha256"] = weights_digest(net)
     history["files"] = {}
@@ -888,10 +876,6 @@ def _printer(enabled):
     return say
 
 
-def _now():
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 # ---------------------------------------------------------------------------- throughput
 def throughput(net, data, config=None, iterations=5, rounds=12, ctx=None, progress=True):
     """Training images/s with real batches against synthetic input, side by side.
@@ -911,7 +895,7 @@ def throughput(net, data, config=None, iterations=5, rounds=12, ctx=None, progre
     """
     ctx = ctx or mx.cpu()
     config = config or recipe(getattr(net, "model_name", ""))
-    initialize(net, config.seed, ctx)
+    he_initialize(net, config.seed, ctx)
     preprocess = Preprocess.fit(data.train.images, config.normalize)
     net(mx.nd.zeros((1, 3) + data.train.images.shape[1:3], ctx=ctx))
     step, trainer = prepare(net, config, ctx)
@@ -942,4 +926,4 @@ def throughput(net, data, config=None, iterations=5, rounds=12, ctx=None, progre
             "ratio": real_img_s / synthetic_img_s,
             "real_img_s_blocks": [images / t for t in real],
             "synthetic_img_s_blocks": [images / t for t in synthetic],
-            "machine": results.machine()}
+            "machine": machine()}

@@ -12,6 +12,7 @@ import gluonres
 from gluonres import io, training
 from gluonres.cli import main
 from gluonres.errors import GluonresError
+from gluonres.models.init import he_initialize
 
 from test_training import digits, fast, resnet8, small, Poison  # noqa: F401 (a fixture)
 
@@ -21,7 +22,7 @@ def files(tmp_path_factory):
     """Good files the cases damage copies of: ResNet-20 weights, an export, a PNG."""
     root = tmp_path_factory.mktemp("good")
     net = gluonres.get_model("resnet20_cifar", classes=10)
-    training.initialize(net, 0)
+    he_initialize(net, 0)
     io.save_weights(net, str(root / "r20.params"), {"model": "resnet20_cifar",
                                                     "classes": [str(i) for i in range(10)]})
     assert main(["export", "resnet20_cifar", "--out", str(root / "export"),

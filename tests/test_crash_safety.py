@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from gluonres import _atomic, checkpoints, io, training
+from gluonres import _files, checkpoints, io, training
 from gluonres.errors import CorruptFileError
-from gluonres.runtime import sha256_of
+from gluonres._files import sha256_of
 
 from test_data import write_folder
 from test_training import digits, fast, resnet8, small  # noqa: F401 (digits: a fixture)
@@ -182,11 +182,11 @@ def test_a_crash_before_the_new_checkpoint_is_renamed(digits, straight, tmp_path
         if dst.endswith(checkpoints.LATEST) and os.path.exists(dst):
             raise KeyboardInterrupt  # the process dies right before the rename
         real_replace(src, dst)
-    monkeypatch.setattr(_atomic.os, "replace", crash_on_second_checkpoint)
+    monkeypatch.setattr(_files.os, "replace", crash_on_second_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         training.fit(resnet8(), small(digits), fast(epochs=3, schedule="cosine"),
                      out_dir=out, progress=False)
-    monkeypatch.setattr(_atomic.os, "replace", real_replace)
+    monkeypatch.setattr(_files.os, "replace", real_replace)
     with open(os.path.join(out, checkpoints.MANIFEST)) as f:
         assert [e["epoch"] for e in json.load(f)["checkpoints"]] == [2, 1]
     assert training.checkpoint_meta(out)["state"]["epoch"] == 1
@@ -230,12 +230,12 @@ def test_atomic_writes_get_ordinary_file_modes(tmp_path):
     old = os.umask(0o022)
     try:
         new = tmp_path / "new.json"
-        _atomic.write_text(new, "{}")
+        _files.write_text(new, "{}")
         assert new.stat().st_mode & 0o777 == 0o644
         shared = tmp_path / "shared.json"
         shared.write_text("old")
         shared.chmod(0o664)
-        _atomic.write_text(shared, "new")
+        _files.write_text(shared, "new")
         assert shared.stat().st_mode & 0o777 == 0o664 and shared.read_text() == "new"
     finally:
         os.umask(old)

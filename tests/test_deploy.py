@@ -345,7 +345,7 @@ def test_int8_report_fills_its_docs_slot_only(tmp_path):
                               "selection": "uniform", "mode": "naive",
                               "quantized_dtype": "auto", "excluded": []},
               "machine": {"cpu": "c", "cores": 2, "omp_num_threads": "2",
-                          "load_average_1min": 0.5, "mxnet": "1.9.1"}}
+                          "load_average": [0.5, 0.5, 0.5], "mxnet": "1.9.1"}}
     docs = tmp_path / "d.md"
     docs.write_text("intro\n<!-- int8-table: m -->\nold\n<!-- /int8-table: m -->\nend\n")
     paths = quantize.write_report(record, str(tmp_path / "results"), docs=str(docs))

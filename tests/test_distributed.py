@@ -15,6 +15,7 @@ import gluonres
 from gluonres import data, distributed, io, training
 from gluonres.cli import main
 from gluonres.errors import GluonresError
+from gluonres.models.init import he_initialize
 from gluonres.preprocess import Preprocess
 
 from test_cli import _assert_clean_error
@@ -43,7 +44,7 @@ def combined_batch_reference(iterations=3, batch=32, workers=2):
     config = dataclasses.replace(training.recipe("resnet20_cifar"), iterations=iterations,
                                  batch_size=batch, schedule="cosine", flip=False)
     net = gluonres.get_model("resnet20_cifar", classes=10)
-    training.initialize(net, config.seed)
+    he_initialize(net, config.seed)
     preprocess = Preprocess.fit(d.train.images, config.normalize)
     net(mx.nd.zeros((1, 3, 32, 32)))
     step, trainer = training.prepare(net, config)  # the step the workers run

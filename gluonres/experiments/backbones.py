@@ -18,16 +18,17 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 
 import mxnet as mx
 from tqdm import tqdm
 
-from .. import data as data_module, results, training
+from .. import data as data_module, training
 from . import common
-from .._atomic import write_text
+from .._files import write_text
 from ..analysis import summary
 from ..errors import GluonresError, TrainingDivergedError
+from ..machine import machine, utc_now
+from ..models.init import he_initialize
 from ..registry import get_model
 
 NAME = "backbones"
@@ -176,8 +177,7 @@ def backbone_table(models=DEFAULT_MODELS, throughput=True, batch_size=8, warmup=
                    "params": pub.params, "gmacs": pub.gmacs, "source": pub.source},
                "params_vs_published": None if pub is None else s.params - pub.params}
         if throughput:
-            mx.random.seed(seed)
-            net.initialize(mx.init.MSRAPrelu(slope=0))
+            he_initialize(net, seed)
             row["throughput"] = measure_throughput(
                 net, (batch_size,) + tuple(s.input_shape[1:]), warmup, repeats)
         rows.append(row)
@@ -186,7 +186,7 @@ def backbone_table(models=DEFAULT_MODELS, throughput=True, batch_size=8, warmup=
         for row in rows:
             row["speed_vs_baseline"] = speeds[row["model"]] / speeds[BASELINE]
     return {"models": rows, "baseline": BASELINE if BASELINE in speeds else None,
-            "machine": results.machine(),
+            "machine": machine(),
             "settings": {"throughput": throughput, "batch_size": batch_size,
                          "warmup": warmup, "repeats": repeats, "seed": seed}}
 
@@ -499,22 +499,18 @@ def run(scale="smoke", data=None, out="results", models=TRAIN_MODELS, force=Fals
     if os.path.exists(path) and not force:
         raise GluonresError(f"{path} already exists; pass --force to replace it or --out "
                             "another folder")
-    started, start = _now(), time.time()
+    started, start = utc_now(), time.time()
     comparison = train_comparison(scale, data, models, progress=progress)
     table = backbone_table(throughput=scale.throughput, progress=progress)
     if command is None:
         command = (f"gluonres backbones --train --scale {scale.name}"
                    + (f" --data {data}" if data else ""))
     record = {"experiment": NAME, "title": TITLE, "command": command,
-              "machine": results.machine(), "started": started, "finished": _now(),
+              "machine": machine(), "started": started, "finished": utc_now(),
               "wall_s": time.time() - start, **comparison, "table": table}
     os.makedirs(out, exist_ok=True)
     write_text(path, json.dumps(record, indent=1) + "\n")
     return record
-
-
-def _now():
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def load_record(scale="cpu", out="results"):

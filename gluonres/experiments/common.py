@@ -21,13 +21,12 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
 
-import numpy as np
 
-from .. import analysis, data as data_module, results, training
-from .._atomic import write_text
+from .. import analysis, data as data_module, training
+from .._files import json_default, write_text
 from ..errors import GluonresError
+from ..machine import machine, utc_now
 
 #: The JPEG caveat written beside every number measured on the shared CIFAR-10.
 JPEG_CAVEAT = ("CIFAR-10 stored as JPEG: compression artifacts cost about 10 points of "
@@ -416,7 +415,7 @@ class Runner:
         run = self._fit(spec, spec.build(len(d.data.classes)), config, d)
         record = {**identity, "key": spec.key, "label": spec.label, **run}
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
+        write_text(path, json.dumps(record, indent=1, default=json_default) + "\n")
         return record
 
     def _fit(self, spec, net, config, d):
@@ -453,25 +452,12 @@ class Runner:
 
 
 def _jsonable(value):
-    return json.loads(json.dumps(value, default=_json_default))
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    return json.loads(json.dumps(value, default=json_default))
 
 
 def _log(enabled, message):
     if enabled:
         print(message, file=sys.stderr, flush=True)
-
-
-def now():
-    """UTC time stamp, seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- records
@@ -544,7 +530,7 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
         raise GluonresError(f"{path} already exists; pass --force to replace it (finished "
                             "training runs are reused, so this is quick)")
     runner = Runner(scale, data, out, work, progress)
-    started, start = now(), time.time()
+    started, start = utc_now(), time.time()
     body = module.compute(runner)
     if command is None:
         command = f"gluonres reproduce {module.NAME} --scale {scale.name}"
@@ -552,11 +538,11 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
     record = {"experiment": module.NAME, "title": module.TITLE, "scale": scale.name,
               "scale_settings": scale.describe(), "command": command,
               "data": _data_of(runner),
-              "machine": results.machine(), "started": started, "finished": now(),
+              "machine": machine(), "started": started, "finished": utc_now(),
               "wall_s": time.time() - start, "runs": runner.used, **body}
     record["training_s"] = _training_seconds(record)
     os.makedirs(out, exist_ok=True)
-    write_text(path, json.dumps(record, indent=1, default=_json_default) + "\n")
+    write_text(path, json.dumps(record, indent=1, default=json_default) + "\n")
     return record
 
 

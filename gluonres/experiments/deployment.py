@@ -70,12 +70,13 @@ def export_roundtrip(model="resnet20_cifar", batch=8):
     import mxnet as mx
 
     import gluonres
-    from .. import deploy, runtime, training
+    from .. import deploy, runtime
+    from ..models.init import he_initialize
     from ..preprocess import Preprocess
     from ..quantize import Calibration
 
     net = gluonres.get_model(model)
-    training.initialize(net, 0)
+    he_initialize(net, 0)
     images = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
     preprocess = Preprocess.fit(images, "channel")
     calibration = Calibration(images, {"data": "random uint8 images", "seed": 0})

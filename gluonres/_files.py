@@ -1,5 +1,7 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Files: atomic writes (a reader sees the old file or the new one, never half of one),
+SHA-256 digests and JSON encoding of numpy values."""
 import contextlib
+import hashlib
 import os
 import tempfile
 
@@ -79,3 +81,22 @@ def check_writable(folder, option="--out"):
         for level in reversed(created):
             with contextlib.suppress(OSError):
                 os.rmdir(level)
+
+
+def sha256_of(path, chunk=1 << 20):
+    """Hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_default(obj):
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as Python values."""
+    import numpy as np
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

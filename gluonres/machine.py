@@ -1,0 +1,85 @@
+"""The machine a number was measured on, and the clock it was measured by.
+
+Every record (training runs, experiments, benchmarks, INT8 comparisons) describes its
+machine with :func:`machine`, so a reader can tell an AVX-512 Xeon from an AVX2-only
+EPYC: oneDNN picks different kernels on each.
+"""
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+
+#: CPU flags that decide which oneDNN kernels run
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
+             "avx_vnni")
+
+
+def threads():
+    """OpenMP threads mxnet uses (gluonres sets ``OMP_NUM_THREADS`` when unset)."""
+    return int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0))))
+
+
+def utc_now():
+    """The current UTC time as an ISO 8601 stamp, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _cpuinfo():
+    """(model name, flags) from /proc/cpuinfo; (None, []) where there is none."""
+    model, flags = None, []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = value.split()
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
+def machine():
+    """JSON-ready description of this machine, for a record.
+
+    Returns
+    -------
+    dict
+        ``cpu`` (model name), ``isa`` (the :data:`ISA_FLAGS` the CPU has),
+        ``dnnl_max_cpu_isa`` (the ``DNNL_MAX_CPU_ISA`` cap, ``None`` when unset), ``cores``
+        usable by this process, ``lscpu_*`` topology where ``lscpu`` exists,
+        ``memory_gib``, ``omp_num_threads``, ``load_average`` (1, 5, 15 min: other work
+        on a shared machine), ``python``, ``platform`` and the versions of mxnet, numpy
+        and onnxruntime (``None`` when not installed).
+    """
+    import mxnet as mx
+    import numpy as np
+
+    model, flags = _cpuinfo()
+    info = {"cpu": model or platform.processor() or platform.machine(),
+            "isa": [f for f in ISA_FLAGS if f in flags],
+            "dnnl_max_cpu_isa": os.environ.get("DNNL_MAX_CPU_ISA"),
+            "cores": len(os.sched_getaffinity(0))}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        lscpu = ""
+    for line in lscpu.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("CPU(s)", "Thread(s) per core", "Core(s) per socket"):
+            info["lscpu_" + key.strip().lower().replace("(s)", "s").replace(" ", "_")] = \
+                value.strip()
+    info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                               / 2 ** 30, 1)
+    try:
+        import onnxruntime
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    info.update(omp_num_threads=threads(), load_average=list(os.getloadavg()),
+                python=platform.python_version(), platform=platform.platform(),
+                mxnet=mx.__version__, numpy=np.__version__, onnxruntime=ort_version)
+    return info
