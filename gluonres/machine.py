@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 from datetime import datetime, timezone
+from importlib import metadata
 
 #: CPU flags that decide which oneDNN kernels run
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
@@ -74,10 +75,9 @@ def machine():
                 value.strip()
     info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                / 2 ** 30, 1)
-    try:
-        import onnxruntime
-        ort_version = onnxruntime.__version__
-    except ImportError:
+    try:  # the installed version, without importing the runtime into every training run
+        ort_version = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
         ort_version = None
     info.update(omp_num_threads=threads(), load_average=list(os.getloadavg()),
                 python=platform.python_version(), platform=platform.platform(),
