@@ -2,30 +2,24 @@
 
 Apache MXNet is retired; gluonres pins its last release, mxnet 1.9.1, with numpy 1.23.5.
 """
-import importlib
-
-from . import _env
+from gluonres import _env
 
 _env.check_numpy()
 _env.default_threads()
 _env.worker_engine()
 
-from .errors import GluonresError  # noqa: E402
+from gluonres._lazy import lazy_exports  # noqa: E402
+from gluonres.errors import GluonresError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["ConvFactory", "ResidualFactory", "GluonresError", "get_model", "list_models",
-           "register_model", "summary", "__version__"]
+           "register_model", "model_spec", "model_info", "summary", "__version__"]
 
-# Imported on first use, so that running an export (gluonres.runtime, `gluonres predict`)
+# Imported on first use, so that running an export (gluonres.deploy.runtime, `gluonres predict`)
 # never loads the model code.
-_LAZY = {"ConvFactory": "blocks", "ResidualFactory": "blocks", "get_model": "registry",
-         "list_models": "registry", "register_model": "registry", "summary": "analysis"}
+_LAZY = {"ConvFactory": "blocks", "ResidualFactory": "blocks", "get_model": "models",
+         "list_models": "models", "register_model": "models", "model_spec": "models",
+         "model_info": "models", "summary": "analysis"}
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    try:  # submodules as attributes: gluonres.registry, gluonres.io ...
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError:
-        raise AttributeError(f"module 'gluonres' has no attribute {name!r}") from None
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -1,6 +1,7 @@
 """``python -m gluonres`` runs the command line."""
 import sys
 
-from .cli import main
+from gluonres.cli import main
+
 
 sys.exit(main())

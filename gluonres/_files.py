@@ -5,7 +5,7 @@ import hashlib
 import os
 import tempfile
 
-from .errors import GluonresError
+from gluonres.errors import GluonresError
 
 
 @contextlib.contextmanager

@@ -10,7 +10,8 @@ shortcut operators (Fig. 2: scaling, gating, dropout), or with no shortcut at al
 """
 from mxnet.gluon import HybridBlock, nn
 
-from .errors import GluonresError
+from gluonres.errors import GluonresError
+
 
 SHORTCUTS = ("A", "B", "C")
 #: Where BN and ReLU sit relative to the addition: 2016 paper, Fig. 4 (a)-(e).

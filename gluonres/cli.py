@@ -45,8 +45,8 @@ def cmd_summary(args):
 def _preprocess(args, meta, required=True):
     """--mean/--std if given, else the weights' recorded normalisation."""
     from gluonres import io
+    from gluonres.data.preprocess import Preprocess
     from gluonres.errors import GluonresError
-    from gluonres.preprocess import Preprocess
 
     if args.mean is not None or args.std is not None:
         return Preprocess(mean=args.mean, std=args.std)
@@ -61,8 +61,10 @@ def cmd_train(args):
     import dataclasses
 
     import gluonres
-    from gluonres import data, distributed, training
+    from gluonres import data
+    from gluonres import train as training
     from gluonres._files import check_writable
+    from gluonres.train import distributed
 
     out = args.out or os.path.join("runs", f"{args.model}-{_data_label(args.data or '')}-"
                                            f"{_stamp()}")
@@ -139,8 +141,8 @@ def _stamp():
 
 
 def cmd_launch(args):
-    from gluonres import distributed
     from gluonres.errors import GluonresError
+    from gluonres.train import distributed
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     result = distributed.launch(command, args.workers, args.servers, port=args.port,
@@ -172,7 +174,8 @@ def cmd_evaluate(args):
     import mxnet as mx
 
     import gluonres
-    from gluonres import data, evaluation, io
+    from gluonres import data, io
+    from gluonres.analysis import evaluation
     from gluonres.errors import DataError
 
     meta = io.read_weights(args.weights)[1]
@@ -243,13 +246,15 @@ def cmd_data_bench(args):
     import dataclasses
 
     import gluonres
-    from gluonres import data, training
+    from gluonres import data
+    from gluonres import train as training
     net = gluonres.get_model(args.model, **_model_kwargs(args))
     dataset = data.load(args.data, size=net.input_size, progress=not args.json)
     config = dataclasses.replace(training.recipe(args.model), batch_size=args.batch_size,
                                  flip=dataset.hflip)
-    result = training.throughput(net, dataset, config, iterations=args.iterations,
-                                 rounds=args.rounds, progress=not args.json)
+    from gluonres.measure.train_timing import throughput
+    result = throughput(net, dataset, config, iterations=args.iterations,
+                       rounds=args.rounds, progress=not args.json)
     emit(args, result,
          f"{args.model} training, batch {args.batch_size}, {args.rounds} alternating rounds "
          f"of {args.iterations} real and {args.iterations} synthetic iterations:\n"
@@ -259,7 +264,7 @@ def cmd_data_bench(args):
 
 
 def cmd_record(args):
-    from gluonres import results
+    from gluonres.measure import records as results
     paths = results.record_run(args.run_dir, args.name, args.results, bench=args.bench,
                                force=args.force)
     emit(args, paths, "\n".join(f"{k:<8} {v}" for k, v in paths.items()))
@@ -269,8 +274,8 @@ def _load_for_export(args):
     """The model with --weights loaded (or freshly initialised), its metadata, provenance."""
     import gluonres
     from gluonres import io
-    from gluonres.models.init import he_initialize
     from gluonres._files import sha256_of
+    from gluonres.models.init import he_initialize
 
     net = gluonres.get_model(args.model, **_model_kwargs(args))
     if not args.weights:
@@ -284,7 +289,8 @@ def _load_for_export(args):
 
 
 def _calibration(args, root, net):
-    from gluonres import deploy, quantize
+    from gluonres import deploy
+    from gluonres.deploy import quantize
 
     log(f"picking {args.calib_images} calibration images from {root} (seed {args.calib_seed})")
     return quantize.calibration_images(root, args.calib_images, args.calib_seed,
@@ -314,7 +320,7 @@ def cmd_export(args):
 
 def cmd_predict(args):
     # the runtime only: an export runs without gluonres's model code
-    from gluonres import runtime
+    from gluonres.deploy import runtime
 
     exported = runtime.load_exported(args.folder, "int8" if args.int8 else "fp32")
     predictions = exported.predict(args.images, top_k=args.top_k)
@@ -330,11 +336,12 @@ def cmd_predict(args):
 def cmd_int8_bench(args):
     import tempfile
 
-    from gluonres import data, deploy, quantize
+    from gluonres import data, deploy
+    from gluonres.measure import int8
 
     root = data.resolve_root(args.data)
     if args.docs:
-        quantize.docs_table_slot(args.docs, args.model)  # fail before minutes of work
+        int8.docs_table_slot(args.docs, args.model)  # fail before minutes of work
     net, meta, source = _load_for_export(args)
     preprocess = _preprocess(args, meta)
     calibration = _calibration(args, root, net)
@@ -345,12 +352,12 @@ def cmd_int8_bench(args):
                       classes=deploy.default_classes(net, meta), calibration=calibration,
                       source=source)
         log(f"measuring accuracy on {args.data} and throughput at batch {args.batch}")
-        record = quantize.compare(folder, root, batch_size=args.batch,
-                                  repeats=args.repeats, progress=not args.json)
+        record = int8.compare(folder, root, batch_size=args.batch,
+                              repeats=args.repeats, progress=not args.json)
     record = {"model": args.model, **source, **record,
               "command": "gluonres " + " ".join(args.argv)}
-    record["written"] = quantize.write_report(record, args.out, docs=args.docs)
-    emit(args, record, quantize.report_table(record))
+    record["written"] = int8.write_report(record, args.out, docs=args.docs)
+    emit(args, record, int8.report_table(record))
 
 
 def cmd_backbones(args):
@@ -418,8 +425,8 @@ def cmd_report(args):
 
 
 def cmd_bench(args):
-    from gluonres import bench
     from gluonres._files import json_default, write_text
+    from gluonres.measure import bench
 
     models = args.models or ["resnet56_cifar"]
     record = bench.run(models, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
@@ -429,7 +436,8 @@ def cmd_bench(args):
     if args.memory:
         mbatch = args.memory_batch or args.batch
         log(f"memory: {args.memory} at batch {mbatch}, ordinary vs checkpointed step")
-        record["memory"] = bench.memory(args.memory, mbatch, args.memory_steps)
+        from gluonres.measure.memory import memory
+        record["memory"] = memory(args.memory, mbatch, args.memory_steps)
     text = bench.table(record)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -472,7 +480,7 @@ def _add_normalisation_options(p):
 
 
 def _add_calibration_options(p):
-    from gluonres.quantize import CALIB_IMAGES, CALIB_MODE, CALIB_SEED
+    from gluonres.deploy.quantize import CALIB_IMAGES, CALIB_MODE, CALIB_SEED
 
     p.add_argument("--calib-images", type=int, default=CALIB_IMAGES,
                    help=f"calibration images, picked at random (default {CALIB_IMAGES})")
@@ -483,7 +491,7 @@ def _add_calibration_options(p):
 
 
 def build_parser():
-    from gluonres import distributed
+    from gluonres.train import distributed
 
     parser = argparse.ArgumentParser(prog="gluonres", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)

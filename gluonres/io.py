@@ -10,9 +10,11 @@ import re
 import mxnet as mx
 import numpy as np
 
-from ._files import atomic_path
-from .errors import CorruptFileError, GluonresError, WeightsMismatchError
-from .preprocess import REFERENCE, Preprocess
+from gluonres._files import atomic_path
+from gluonres.data.preprocess import REFERENCE, Preprocess
+from gluonres.errors import CorruptFileError, GluonresError, WeightsMismatchError
+from gluonres.models import model_info
+
 
 #: Key under which a gluonres weights file keeps its JSON metadata (as uint8 bytes).
 META_KEY = "__gluonres_meta__"
@@ -157,7 +159,7 @@ def _torch_cifar_name(key):
 def check_compatible(net, arrays, meta=None, source="weights"):
     """Raise ``WeightsMismatchError`` naming the first parameter that does not fit."""
     params = net.collect_params()
-    model = getattr(net, "model_name", None)
+    model = model_info(net).name
     saved_from = (meta or {}).get("model")
     origin = f" (saved from {saved_from})" if saved_from and saved_from != model else ""
     for name, p in params.items():

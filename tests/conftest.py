@@ -19,5 +19,5 @@ def shared_path(*parts):
 @pytest.fixture(scope="session")
 def cifar_root():
     """The shared JPEG CIFAR-10, extracted once into the gluonres cache."""
-    from gluonres.data import resolve_root
+    from gluonres.data.sources import resolve_root
     return resolve_root(str(shared_path("data", "cifar10-jpg.tar.gz")))

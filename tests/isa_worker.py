@@ -21,7 +21,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 import gluonres
-from gluonres import speed
+from gluonres.train import speed
 from gluonres.models.cifar import cifar_resnet
 
 BATCH = 16

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import gluonres
-from gluonres import io, training
+from gluonres import io
+from gluonres import train as training
 from gluonres.cli import main
-from gluonres.errors import GluonresError
+from gluonres.errors import GluonresError, TrainingDivergedError
 from gluonres.models.init import he_initialize
 
 from test_training import digits, fast, resnet8, small, Poison  # noqa: F401 (a fixture)
@@ -154,7 +155,7 @@ def test_cli_bad_input(files, tmp_path, capfd, monkeypatch, case, argv, problem,
 
 def test_api_nan_loss_keeps_the_last_good_checkpoint(digits, tmp_path):  # noqa: F811
     out = str(tmp_path / "run")
-    with pytest.raises(training.TrainingDivergedError) as caught:
+    with pytest.raises(TrainingDivergedError) as caught:
         training.fit(resnet8(), small(digits), fast(), out_dir=out, progress=False,
                      callbacks=[Poison("head_dense_weight")])
     message = str(caught.value)
@@ -162,7 +163,7 @@ def test_api_nan_loss_keeps_the_last_good_checkpoint(digits, tmp_path):  # noqa:
     assert "fix: lower --lr or warm up" in message  # the fix
     assert isinstance(caught.value, GluonresError)
     before = snapshot(tmp_path)
-    with pytest.raises(training.TrainingDivergedError):  # again, resumed from epoch 1
+    with pytest.raises(TrainingDivergedError):  # again, resumed from epoch 1
         training.fit(resnet8(), small(digits), fast(), out_dir=out, resume=True,
                      progress=False, callbacks=[Poison("head_dense_weight")])
     assert snapshot(tmp_path) == before

@@ -14,7 +14,7 @@ from mxnet import autograd
 
 import gluonres
 from gluonres import deploy, io
-from gluonres.analysis import trainable_params
+from gluonres.analysis.summary import trainable_params
 from gluonres.blocks import ConvFactory
 from gluonres.experiments import backbones
 from gluonres.models.efficientnet import MBConv

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from gluonres import data, training
+from gluonres import data
+from gluonres import train as training
 from gluonres.models.cifar import cifar_resnet
 
 from test_cli import _assert_clean_error, last_json, run

@@ -10,7 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from gluonres import _files, checkpoints, io, training
+from gluonres import _files, io
+from gluonres.train import checkpoints
+from gluonres import train as training
 from gluonres.errors import CorruptFileError
 from gluonres._files import sha256_of
 

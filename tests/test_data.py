@@ -8,7 +8,7 @@ import pytest
 
 from gluonres import data
 from gluonres.errors import DataError
-from gluonres.preprocess import Preprocess
+from gluonres.data.preprocess import Preprocess
 
 
 def write_folder(root, splits=("train", "test"), classes=("cat", "dog"), per_class=3,
@@ -238,7 +238,7 @@ def test_balanced_subset_is_even_seeded_and_sorted():
     counts = np.bincount(labels[data.balanced_subset(labels, 60)])
     assert counts[2:].tolist() == [10, 5] and sorted(counts[:2]) == [22, 23]
     assert len(data.balanced_subset(labels, 1000)) == len(labels)
-    with pytest.raises(data.DataError, match="at least one"):
+    with pytest.raises(DataError, match="at least one"):
         data.balanced_subset(labels, 0)
 
 

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import gluonres
-from gluonres import deploy, io, runtime
+from gluonres import data, deploy, io
+from gluonres.deploy import runtime
 from gluonres.errors import GluonresError
-from gluonres.preprocess import REFERENCE, Preprocess
+from gluonres.data.preprocess import REFERENCE, Preprocess
 
 from conftest import shared_path
 from test_cli import _assert_clean_error, last_json, run
@@ -24,8 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # gluonres predict must run an export with these unimportable (model code, export side)
 BLOCK_MODEL_CODE = textwrap.dedent("""
     import sys
-    BLOCKED = ("gluonres.models", "gluonres.registry", "gluonres.blocks", "gluonres.deploy",
-               "gluonres.analysis")
+    BLOCKED = ("gluonres.models", "gluonres.blocks", "gluonres.deploy.exporter",
+               "gluonres.analysis", "gluonres.train.loop", "gluonres.train.step",
+               "gluonres.train.speed", "gluonres.measure", "gluonres.experiments.")
     class Blocker:
         def find_spec(self, name, path=None, target=None):
             if name.startswith(BLOCKED):
@@ -125,7 +127,7 @@ def test_export_reloads_bit_for_bit_in_a_fresh_process(tmp_path):
         np.save(tmp_path / f"{name}-x.npy", expected[name][0])
     script = BLOCK_MODEL_CODE + textwrap.dedent(f"""
         import mxnet as mx, numpy as np
-        from gluonres import runtime
+        from gluonres.deploy import runtime
         for name in {list(cases)!r}:
             folder = {str(tmp_path)!r} + "/" + name
             exported = runtime.load_exported(folder)
@@ -147,7 +149,7 @@ def test_manifest_describes_the_export(small_export):
     assert m["image"]["size"] == [32, 32] and m["image"]["resize"] is None
     assert m["preprocess"]["mean"] == [0.5, 0.4, 0.3]
     assert m["preprocess"]["std"] == [0.25, 0.2, 0.3]
-    assert m["classes"] == list(deploy.CIFAR10_CLASSES)
+    assert m["classes"] == list(data.CIFAR10_CLASSES)
     assert m["versions"]["mxnet"] == mx.__version__
     assert m["versions"]["gluonres"] == gluonres.__version__
     listed = set(m["files"].values())
@@ -213,7 +215,7 @@ def test_predict_needs_no_model_code(small_export, images):
     # relative tolerance on a probability of 1e-11 compares the CPU kernels' rounding
     np.testing.assert_allclose([t["probability"] for t in top], np.sort(probs)[::-1][:3],
                                rtol=0, atol=1e-6)
-    assert top[0]["class"] == deploy.CIFAR10_CLASSES[top[0]["index"]]
+    assert top[0]["class"] == data.CIFAR10_CLASSES[top[0]["index"]]
 
 
 def test_grayscale_and_rgba_images_are_converted_to_rgb(small_export, images):
@@ -318,7 +320,7 @@ def test_int8_export_reloads_in_new_processes(cifar_root, tmp_path):
 
 
 def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
-    from gluonres import quantize
+    from gluonres.deploy import quantize
     net = randomized("resnet20_cifar")
     sym = net(mx.sym.var("data"))
     rewritten = quantize.onednn_symbol(sym)
@@ -335,7 +337,7 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
 
 
 def test_int8_report_fills_its_docs_slot_only(tmp_path):
-    from gluonres import quantize
+    from gluonres.measure import int8
     record = {"model": "m", "test_images": 10, "fp32_accuracy": 0.9, "fp32_fused_accuracy": 0.9,
               "int8_accuracy": 0.8, "accuracy_drop_points": 10.0, "fp32_img_s": 100.0,
               "fp32_fused_img_s": 150.0, "int8_img_s": 200.0, "int8_vs_fp32": 2.0,
@@ -348,14 +350,14 @@ def test_int8_report_fills_its_docs_slot_only(tmp_path):
                           "load_average": [0.5, 0.5, 0.5], "mxnet": "1.9.1"}}
     docs = tmp_path / "d.md"
     docs.write_text("intro\n<!-- int8-table: m -->\nold\n<!-- /int8-table: m -->\nend\n")
-    paths = quantize.write_report(record, str(tmp_path / "results"), docs=str(docs))
+    paths = int8.write_report(record, str(tmp_path / "results"), docs=str(docs))
     text = docs.read_text()
     assert text.startswith("intro\n<!-- int8-table: m -->\n| m |") and "old" not in text
     assert text.endswith("<!-- /int8-table: m -->\nend\n")
     assert text.count("NOT met") == 2 and "2.00x" in text  # 10-point drop, 2x < 2.5x
     assert json.load(open(paths["json"]))["int8_img_s"] == 200.0
     with pytest.raises(GluonresError, match="no <!-- int8-table: other -->"):
-        quantize.docs_table_slot(str(docs), "other")
+        int8.docs_table_slot(str(docs), "other")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -379,7 +381,8 @@ def test_failure_midway_keeps_an_earlier_export(small_export, tmp_path, monkeypa
 
     def broken(*args, **kwargs):
         raise GluonresError("simulated failure after the graph was written")
-    monkeypatch.setattr(deploy, "export_onnx", broken)
+    from gluonres.deploy import exporter
+    monkeypatch.setattr(exporter, "export_onnx", broken)
     with pytest.raises(GluonresError, match="simulated"):
         deploy.export(randomized("resnet20_cifar", seed=5), folder, onnx=True,
                       preprocess=REFERENCE)

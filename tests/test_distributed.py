@@ -12,11 +12,13 @@ import pytest
 from mxnet import autograd, gluon
 
 import gluonres
-from gluonres import data, distributed, io, training
+from gluonres import data, io
+from gluonres.train import distributed
+from gluonres import train as training
 from gluonres.cli import main
 from gluonres.errors import GluonresError
 from gluonres.models.init import he_initialize
-from gluonres.preprocess import Preprocess
+from gluonres.data.preprocess import Preprocess
 
 from test_cli import _assert_clean_error
 

@@ -14,8 +14,8 @@ import gluonres
 from gluonres import experiments
 from gluonres.blocks import ARRANGEMENTS, ResidualFactory
 from gluonres.errors import GluonresError
-from gluonres.experiments import (bottleneck, common, degradation, depth, identity, responses,
-                                  shortcuts)
+from gluonres.experiments import (bottleneck, degradation, depth, identity, present, records,
+                                  responses, runs, scales, shortcuts)
 from gluonres.experiments.report import results_page
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_degradation_claims_follow_the_numbers():
 def test_committed_degradation_record_shows_degradation_and_cure():
     """The committed cpu record (the one notebook 1 plots) has the schema the notebooks
     read, 16 epochs on all 50,000 images, and both claims on its own numbers."""
-    record = common.load_record("degradation", "cpu", str(REPO / "results"))
+    record = records.load_record("degradation", "cpu", str(REPO / "results"))
     assert record, "results/degradation-cpu.json is missing: run the command in docs/results.md"
     assert set(record["models"]) == set(degradation.CIFAR_MODELS)
     for name, m in record["models"].items():
@@ -202,7 +202,7 @@ def test_degradation_record_schema(smoke):
     out, _ = smoke
     record = json.loads((out / "degradation-smoke.json").read_text())
     assert set(record["models"]) == set(degradation.CIFAR_MODELS)
-    epochs = common.SCALES["smoke"].epochs
+    epochs = scales.SCALES["smoke"].epochs
     for name, m in record["models"].items():
         for key in ("final_train_error", "final_test_error"):
             assert 0 <= m[key] <= 100, (name, key)
@@ -238,7 +238,7 @@ def test_degradation_warms_up_alike_below_paper_scale():
     for scale in ("smoke", "cpu", "paper"):
         specs = degradation.cifar_runs(scale)
         assert [s.model for s in specs] == list(degradation.CIFAR_MODELS)
-        configs = {common.get_scale(scale).config(s.model, **s.train).warmup for s in specs}
+        configs = {scales.get_scale(scale).config(s.model, **s.train).warmup for s in specs}
         assert configs == ({"none"} if scale == "paper" else {"error"})
         assert all(s in specs for s in responses.runs(scale)[:4])
         assert all(s in specs + bottleneck.runs(scale) for s in depth.runs(scale))
@@ -249,29 +249,29 @@ def test_degradation_warms_up_alike_below_paper_scale():
 
 def test_run_with_its_own_training_subset(smoke):
     out, _ = smoke
-    runner = common.Runner(common.SCALES["smoke"], out=str(out), progress=False)
-    spec = common.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
+    runner = runs.Runner(scales.SCALES["smoke"], out=str(out), progress=False)
+    spec = runs.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
     assert spec.key == "resnet20_cifar__images-40__epochs-1"
     run = runner.train(spec)
     assert run["data"]["train_images"] == 40
-    assert run["iterations"] == 40 // common.SCALES["smoke"].batch_size
-    assert common.summarize(run)["train_images"] == 40
+    assert run["iterations"] == 40 // scales.SCALES["smoke"].batch_size
+    assert present.summarize(run)["train_images"] == 40
 
 
 def test_record_describes_the_data_its_runs_trained_on(tmp_path):
     """A record whose runs train on their own subsets (as the cpu degradation runs do)
     names that data, not none, and the sizes of its other runs."""
-    own = common.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
+    own = runs.RunSpec("resnet20_cifar", train={"epochs": 1}, train_images=40)
     experiment = types.SimpleNamespace(
         NAME="subsets", TITLE="runs on their own subsets",
         compute=lambda runner: {"finals": [runner.train(own)["final_test_error"],
-                                           runner.train(common.RunSpec("resnet20_cifar"))
+                                           runner.train(runs.RunSpec("resnet20_cifar"))
                                            ["final_test_error"]]})
-    record = common.reproduce(experiment, "smoke", out=str(tmp_path / "results"),
+    record = records.reproduce(experiment, "smoke", out=str(tmp_path / "results"),
                               work=str(tmp_path / "work"), progress=False)
     assert record["data"]["train_images"] == 40
-    assert record["data"]["other_train_images"] == [common.SCALES["smoke"].train_images]
-    assert "40 training images (64 for its other runs)" in common.provenance(record)
+    assert record["data"]["other_train_images"] == [scales.SCALES["smoke"].train_images]
+    assert "40 training images (64 for its other runs)" in records.provenance(record)
 
 
 def test_kept_run_with_other_settings_is_refused(smoke):
@@ -281,7 +281,7 @@ def test_kept_run_with_other_settings_is_refused(smoke):
     kept = json.loads(path.read_text())
     kept["config"]["lr"] = 0.5
     path.write_text(json.dumps(kept))
-    runner = common.Runner(common.SCALES["smoke"], out=str(out), progress=False)
+    runner = runs.Runner(scales.SCALES["smoke"], out=str(out), progress=False)
     with pytest.raises(GluonresError, match="other config"):
         runner.train(shortcuts.runs(runner)[0])
 

@@ -7,12 +7,12 @@ import gluonres
 from gluonres import _env, io
 from gluonres.blocks import ResidualFactory, ZeroPadShortcut
 from gluonres.errors import UnknownModelError, WeightsMismatchError
-from gluonres.registry import register_model
+from gluonres.models import register_model
 
 
 def test_registry_refuses_duplicates():
     with pytest.raises(ValueError, match="already registered"):
-        register_model(gluonres.registry.get_builder("resnet20_cifar"))
+        register_model(gluonres.models.get_builder("resnet20_cifar"))
 
 
 def test_unknown_name_suggests_close_ones():

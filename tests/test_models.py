@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import gluonres
-from gluonres.analysis import default_input_shape, trainable_params
+from gluonres.analysis.summary import trainable_params
+from gluonres.models import model_info
 
 # Trainable parameters (BN running statistics excluded): 2015 paper, Table 6 and Table 1
 # (ImageNet counts at 1000 classes with option B, the standard figures).
@@ -58,7 +59,7 @@ def _built(name):
     """
     net = gluonres.get_model(name)
     net.initialize(mx.init.Zero())
-    net.infer_shape(mx.nd.zeros(default_input_shape(net)))  # GluonCV's deferred shapes
+    net.infer_shape(mx.nd.zeros(model_info(net).input_shape()))  # GluonCV's deferred shapes
     rng = np.random.default_rng(0)
     for pname, p in net.collect_params().items():
         if pname.endswith("_weight"):
@@ -71,7 +72,7 @@ def _built(name):
 
 
 def _input(net, batch=2):
-    shape = default_input_shape(net, batch)
+    shape = model_info(net).input_shape(batch)
     return mx.nd.random.uniform(-1, 1, shape=shape, ctx=mx.cpu())
 
 

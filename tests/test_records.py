@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 import gluonres
-from gluonres import data, evaluation, io
+from gluonres import data, io
+from gluonres.analysis import evaluation
 
 RESULTS = pathlib.Path(__file__).resolve().parent.parent / "results"
 RECORD = "resnet20_cifar-cifar10jpg"

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import gluonres
-from gluonres import data, evaluation, io
-from gluonres.preprocess import REFERENCE
+from gluonres import data, io
+from gluonres.analysis import evaluation
+from gluonres.data.preprocess import REFERENCE
 
 from conftest import shared_path
 

@@ -7,7 +7,7 @@ import pytest
 from mxnet import autograd, gluon
 
 import gluonres
-from gluonres import speed
+from gluonres.train import speed
 from gluonres.errors import GluonresError
 
 BN_MEAN = "stage1_unit2_conv1_bn_running_mean"

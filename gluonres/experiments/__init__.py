@@ -1,13 +1,13 @@
 """Library code behind the notebooks: one module per paper section.
 
 Each experiment module has ``NAME``, ``TITLE`` and ``compute(runner)``; :func:`reproduce`
-runs one at a scale (``smoke``, ``cpu``, ``paper``: :data:`common.SCALES`) and writes
+runs one at a scale (``smoke``, ``cpu``, ``paper``: :data:`scales.SCALES`) and writes
 ``results/NAME-SCALE.json``. The modules also hold what the notebooks and the results
 page show: tables, plots and the checks of the papers' claims.
 """
 import importlib
 
-from ..errors import GluonresError
+from gluonres.errors import GluonresError
 
 #: The reproducible experiments, in notebook order.
 EXPERIMENTS = ("degradation", "shortcuts", "bottleneck", "depth", "responses", "identity",
@@ -31,10 +31,10 @@ def get(name):
 def reproduce(name, scale, data=None, out="results", **kwargs):
     """Run experiment ``name`` at ``scale`` and write ``out/NAME-SCALE.json``.
 
-    See :func:`gluonres.experiments.common.reproduce` for the options.
+    See :func:`gluonres.experiments.records.reproduce` for the options.
     """
-    from . import common
-    return common.reproduce(get(name), scale, data, out, **kwargs)
+    from gluonres.experiments import records
+    return records.reproduce(get(name), scale, data, out, **kwargs)
 
 
 def smoke(name):

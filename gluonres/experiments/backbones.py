@@ -22,14 +22,16 @@ from dataclasses import asdict, dataclass
 import mxnet as mx
 from tqdm import tqdm
 
-from .. import data as data_module, training
-from . import common
-from .._files import write_text
-from ..analysis import summary
-from ..errors import GluonresError, TrainingDivergedError
-from ..machine import machine, utc_now
-from ..models.init import he_initialize
-from ..registry import get_model
+from gluonres import data as data_module
+from gluonres import train as training
+from gluonres._files import write_text
+from gluonres.analysis.summary import summary
+from gluonres.errors import GluonresError, TrainingDivergedError
+from gluonres.experiments import scales
+from gluonres.machine import machine, utc_now
+from gluonres.models.init import he_initialize
+from gluonres.models import get_model, model_spec
+
 
 NAME = "backbones"
 TITLE = "Classic backbones beside the ResNets"
@@ -266,9 +268,6 @@ TRAIN_SETUPS = {
                                                       "not kept: both train at 64"),
 }
 TRAIN_MODELS = tuple(TRAIN_SETUPS)
-# built with an input_size so that summary and counts are those at the training size
-_SIZED = ("alexnet", "vgg16", "inception_v3", "densenet121", "efficientnet_b0",
-          "efficientnet_b1")
 
 
 @dataclass(frozen=True)
@@ -322,7 +321,7 @@ SCALES = {
 
 def get_scale(name):
     """The :class:`TrainScale` called ``name``; unknown names raise naming the known ones."""
-    return common.get_scale(name, SCALES)
+    return scales.get_scale(name, SCALES)
 
 
 def build(name, classes, size=None):
@@ -332,7 +331,9 @@ def build(name, classes, size=None):
     take no size: LeNet-5 is 32x32 by design and the ResNets pool globally.
     """
     size = size or TRAIN_SETUPS[name].size
-    return get_model(name, classes=classes, **({"input_size": size} if name in _SIZED else {}))
+    # built with an input_size so that summary and counts are those at the training size
+    sized = {"input_size": size} if model_spec(name).sizable else {}
+    return get_model(name, classes=classes, **sized)
 
 
 def load_data(scale, spec=None, seed=0, progress=True):
@@ -349,8 +350,8 @@ def load_data(scale, spec=None, seed=0, progress=True):
     GluonresError
         If the scale needs data and none was given, or the data has no test split.
     """
-    spec = common.data_spec(scale, spec)
-    full = common.load_with_test(spec, "the comparison", progress)
+    spec = scales.data_spec(scale, spec)
+    full = scales.load_with_test(spec, "the comparison", progress)
     train = full.train.subset(data_module.balanced_subset(full.train.labels,
                                                           scale.train_images, seed))
     test = full.test.subset(data_module.balanced_subset(full.test.labels,

@@ -9,9 +9,11 @@ against ResNet-110 (basic, 6n+2): about the same parameters (1.7M), counted at e
 scale; the two are trained only at ``paper`` scale (at ~60 and ~40 images/s on two
 cores, even a short run of the pair costs more than every other ``cpu`` run together).
 """
-from ..analysis import graph_shapes, summary
-from ..errors import GluonresError
-from .common import RunSpec, data_line, fmt_pct, history_of, summarize
+from gluonres.analysis.summary import graph_shapes, summary
+from gluonres.errors import GluonresError
+from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.runs import RunSpec
+
 
 NAME = "bottleneck"
 TITLE = "Bottleneck units: Table 1 rebuilt, ResNet-164 vs ResNet-110 (2015, 2016)"
@@ -70,7 +72,7 @@ def unit_costs(size=56):
     on 256 channels, both at ``size`` x ``size`` (2015, Fig. 5)."""
     import mxnet as mx  # noqa: F401  (the blocks need mxnet loaded)
 
-    from ..blocks import ResidualFactory
+    from gluonres.blocks import ResidualFactory
 
     rows = []
     for kind, unit, channels in (
@@ -170,7 +172,7 @@ def plot(record):
     """Training curves of the pair (a record of a scale that trains it)."""
     import matplotlib.pyplot as plt
 
-    from ..training import plot_curves
+    from gluonres.train.logs import plot_curves
 
     if not record["models"]:
         raise GluonresError(f"the {record['scale']} record has no training curves: the pair "

@@ -12,7 +12,9 @@ the gradient reaching an early layer is a product of factors near one; in a plai
 network it is a product of ``dF/dx`` alone. The per-layer gradient norms at
 initialisation and after training (:func:`gluonres.analysis.gradient_norms`) show it.
 """
-from .common import RunSpec, data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.runs import RunSpec
+
 
 NAME = "degradation"
 TITLE = "Degradation: plain vs residual networks on CIFAR-10 (2015, Fig. 1 and Fig. 6)"
@@ -139,7 +141,7 @@ def plot(record, which="cifar"):
     """
     import matplotlib.pyplot as plt
 
-    from ..training import plot_curves
+    from gluonres.train.logs import plot_curves
 
     if which == "seed":
         groups = {"seed's ResNet-18 (BN after addition) with and without shortcuts":
@@ -191,7 +193,7 @@ def unit_gradient(residual, channels=16, size=8):
     import mxnet as mx
     import numpy as np
 
-    from ..blocks import ResidualFactory
+    from gluonres.blocks import ResidualFactory
 
     unit = ResidualFactory(channels, channels, arrangement="full_preact", residual=residual)
     unit.initialize(mx.init.Zero())

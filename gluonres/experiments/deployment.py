@@ -19,6 +19,7 @@ import tempfile
 
 import numpy as np
 
+
 NAME = "deployment"
 TITLE = "Deployment: hybridize, export, re-import, ONNX and INT8, measured"
 INT8_RECORD = "int8-resnet20_cifar.json"
@@ -46,7 +47,7 @@ def speed(model="resnet20_cifar", batch=64, repeats=5, warmup=2, iters=2):
         The benchmark's record plus ``hybridize_speedup_fwd`` and
         ``hybridize_speedup_train`` (hybridized over imperative images/s).
     """
-    from .. import bench
+    from gluonres.measure import bench
 
     record = bench.bench_model(model, batch, repeats, warmup, iters)
     r = bench.ratios(record)
@@ -70,10 +71,11 @@ def export_roundtrip(model="resnet20_cifar", batch=8):
     import mxnet as mx
 
     import gluonres
-    from .. import deploy, runtime
-    from ..models.init import he_initialize
-    from ..preprocess import Preprocess
-    from ..quantize import Calibration
+    from gluonres import deploy
+    from gluonres.data.preprocess import Preprocess
+    from gluonres.deploy import runtime
+    from gluonres.deploy.quantize import Calibration
+    from gluonres.models.init import he_initialize
 
     net = gluonres.get_model(model)
     he_initialize(net, 0)

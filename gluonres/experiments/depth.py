@@ -5,10 +5,11 @@ errors of the depths trained at this scale (the degradation runs; ResNet-110 at
 ``paper`` scale); and ResNet-1202 built and stepped, its peak memory measured in a fresh
 process, ordinary and with gradient checkpointing (:func:`gluonres.bench.memory`).
 """
-from ..analysis import trainable_params
-from ..errors import GluonresError
-from . import bottleneck, degradation
-from .common import fmt_pct, summarize
+from gluonres.analysis.summary import trainable_params
+from gluonres.errors import GluonresError
+from gluonres.experiments import bottleneck, degradation
+from gluonres.experiments.present import fmt_pct, summarize
+
 
 NAME = "depth"
 TITLE = "CIFAR-10 depth table: ResNet-20 to ResNet-1202 (2015, Table 6)"
@@ -59,10 +60,10 @@ def memory(model, batch, steps):
     GluonresError
         If a child process fails (e.g. out of memory), naming a smaller batch as the fix.
     """
-    from .. import bench
+    from gluonres.measure.memory import memory
 
     try:
-        return bench.memory(model, batch, steps)
+        return memory(model, batch, steps)
     except RuntimeError as err:
         raise GluonresError(f"measuring {model} at batch {batch} failed ({err}); try a "
                             "smaller batch") from None

@@ -19,7 +19,9 @@ shape changes, so only the named variant differs from the original.
 """
 import numpy as np
 
-from .common import RunSpec, data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.runs import RunSpec
+
 
 NAME = "identity"
 TITLE = "Identity mappings: shortcut and activation variants (2016, Tables 1 and 2)"
@@ -71,7 +73,7 @@ def runs(runner):
 def param_counts(base="resnet20_cifar"):
     """Trainable parameters of every variant (deterministic)."""
     import gluonres
-    from ..analysis import trainable_params
+    from gluonres.analysis.summary import trainable_params
 
     variants = {**{k: v for k, (v, _) in ACTIVATIONS.items()},
                 **{k: v for k, (v, _) in SHORTCUT_VARIANTS.items()}}
@@ -87,7 +89,7 @@ def unit_layout(**options):
 
     import mxnet as mx
 
-    from ..blocks import ResidualFactory
+    from gluonres.blocks import ResidualFactory
 
     names = {"Convolution": "conv", "BatchNorm": "BN", "relu": "ReLU", "Activation": "ReLU",
              "elemwise_add": "add", "_plus": "add", "broadcast_add": "add",
@@ -127,7 +129,7 @@ def plot(record, which="activations", names=None):
     """Training (dashed) and test (bold) curves of the variants."""
     import matplotlib.pyplot as plt
 
-    from ..training import plot_curves
+    from gluonres.train.logs import plot_curves
 
     group = record[which]
     names = names or list(group)

@@ -10,9 +10,11 @@ import glob
 import json
 import os
 
-from ..errors import GluonresError
-from . import EXPERIMENTS, get
-from .common import JPEG_CAVEAT, SCALES, other_runs
+from gluonres.errors import GluonresError
+from gluonres.experiments import EXPERIMENTS, get
+from gluonres.experiments.records import other_runs
+from gluonres.experiments.scales import JPEG_CAVEAT, SCALES
+
 
 HEADER = """# Results
 
@@ -63,7 +65,7 @@ def experiment_section(record):
 
 
 def int8_section(record):
-    from ..quantize import report_table
+    from gluonres.measure.int8 import report_table
     return "\n".join([f"## INT8 inference: {record['model']}", "", report_table(record), ""])
 
 

@@ -6,12 +6,13 @@ layer order and sorted by magnitude. The paper: "ResNets have generally smaller
 responses than their plain counterparts", and "the deeper ResNet has smaller magnitudes
 of responses" -- residual functions closer to zero than non-residual ones. The
 responses are measured at the end of each training run
-(:class:`~gluonres.experiments.common.RunAnalysis`), so this experiment reuses the
+(:class:`~gluonres.experiments.runs.RunAnalysis`), so this experiment reuses the
 degradation and bottleneck runs.
 """
 import numpy as np
 
-from . import bottleneck, degradation
+from gluonres.experiments import bottleneck, degradation
+
 
 NAME = "responses"
 TITLE = "Layer responses of plain and residual networks (2015, Fig. 7)"

@@ -13,8 +13,10 @@ ResNet-20 are trained alike, as the scale's quick runs.
 """
 import numpy as np
 
-from ..analysis import summary
-from .common import RunSpec, data_line, fmt_pct, history_of, summarize
+from gluonres.analysis.summary import summary
+from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.runs import RunSpec
+
 
 NAME = "shortcuts"
 TITLE = "Dimension matching: shortcut options A, B and C (2015, Sec. 3.3, Table 3)"
@@ -79,7 +81,7 @@ def zero_pad_example():
     """
     import mxnet as mx
 
-    from ..blocks import ZeroPadShortcut
+    from gluonres.blocks import ZeroPadShortcut
 
     x = mx.nd.arange(1, 33).reshape((1, 2, 4, 4))
     return x.asnumpy(), ZeroPadShortcut(2, 4, 2)(x).asnumpy()
@@ -107,7 +109,7 @@ def plot(record):
     """Training and test error curves of the three options."""
     import matplotlib.pyplot as plt
 
-    from ..training import plot_curves
+    from gluonres.train.logs import plot_curves
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     plot_curves({f"option {o}": history_of(m) for o, m in record["models"].items()}, ax=ax)

@@ -4,9 +4,10 @@ Depth is ``6n + 2`` for basic units and ``9n + 2`` for bottleneck units: a 3x3 s
 three stages of ``n`` units at 16/32/64 filters (32x32, 16x16, 8x8 maps), global
 average pooling and a 10-way classifier.
 """
-from ..blocks import resolve_arrangement
-from ..registry import register_model
-from .resnet import ResNet
+from gluonres.blocks import resolve_arrangement
+from gluonres.models.registry import RESNET_OPTIONS, register_model
+from gluonres.models.resnet import ResNet
+
 
 WIDTHS = (16, 32, 64)
 # the 2015 paper uses option A on CIFAR (Sec. 4.2); the 2016 code projects (option B)
@@ -71,46 +72,54 @@ def cifar_resnet(depth, preact=None, residual=True, shortcut=None, bottleneck=No
                   classes=classes, **kwargs)
 
 
-@register_model
+def _cifar(warmup="none"):
+    """Register a CIFAR ResNet: 32x32 RGB input, 10 classes, the paper's warm-up."""
+    return register_model(family="cifar", input_size=32, classes=10, warmup=warmup,
+                          options=RESNET_OPTIONS)
+
+
+# ResNet-110 and -1202 warm up at 0.1x until training error < 80% (2015, Sec. 4.2); the
+# 2016 paper's CIFAR runs warm up for a fixed 400 iterations
+@_cifar()
 def resnet20_cifar(**kw): return cifar_resnet(20, **kw)
-@register_model
+@_cifar()
 def resnet32_cifar(**kw): return cifar_resnet(32, **kw)
-@register_model
+@_cifar()
 def resnet44_cifar(**kw): return cifar_resnet(44, **kw)
-@register_model
+@_cifar()
 def resnet56_cifar(**kw): return cifar_resnet(56, **kw)
-@register_model
+@_cifar("error")
 def resnet110_cifar(**kw): return cifar_resnet(110, **kw)
-@register_model
+@_cifar("error")
 def resnet1202_cifar(**kw): return cifar_resnet(1202, **kw)
 # the bottleneck network of the 2016 paper's Table 3 ("original" column), 2015 units
-@register_model
+@_cifar()
 def resnet164_cifar(**kw): return cifar_resnet(164, **kw)
 
 
-@register_model
+@_cifar()
 def plain20_cifar(**kw): return cifar_resnet(20, residual=False, **kw)
-@register_model
+@_cifar()
 def plain32_cifar(**kw): return cifar_resnet(32, residual=False, **kw)
-@register_model
+@_cifar()
 def plain44_cifar(**kw): return cifar_resnet(44, residual=False, **kw)
-@register_model
+@_cifar()
 def plain56_cifar(**kw): return cifar_resnet(56, residual=False, **kw)
-@register_model
+@_cifar()
 def plain110_cifar(**kw): return cifar_resnet(110, residual=False, **kw)
 
 
-@register_model
+@_cifar("fixed")
 def resnet20_cifar_v2(**kw): return cifar_resnet(20, preact=True, **kw)
-@register_model
+@_cifar("fixed")
 def resnet32_cifar_v2(**kw): return cifar_resnet(32, preact=True, **kw)
-@register_model
+@_cifar("fixed")
 def resnet44_cifar_v2(**kw): return cifar_resnet(44, preact=True, **kw)
-@register_model
+@_cifar("fixed")
 def resnet56_cifar_v2(**kw): return cifar_resnet(56, preact=True, **kw)
-@register_model
+@_cifar("fixed")
 def resnet110_cifar_v2(**kw): return cifar_resnet(110, preact=True, **kw)
-@register_model
+@_cifar("fixed")
 def resnet164_cifar_v2(**kw): return cifar_resnet(164, preact=True, **kw)
-@register_model
+@_cifar("fixed")
 def resnet1001_cifar_v2(**kw): return cifar_resnet(1001, preact=True, **kw)

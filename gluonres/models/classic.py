@@ -6,10 +6,10 @@ their classifier is renamed ``head_dense`` so that every model reads alike).
 """
 from mxnet.gluon import HybridBlock, nn
 
-from ..errors import GluonresError
-from ..registry import register_model
-from .common import check_classes
-from .efficientnet import efficientnet
+from gluonres.errors import GluonresError
+from gluonres.models.common import check_classes
+from gluonres.models.efficientnet import efficientnet
+from gluonres.models.registry import register_model
 
 
 class ScaledTanh(HybridBlock):
@@ -137,17 +137,18 @@ class GluonCVNet(HybridBlock):
         return self.head(self.features(x))
 
 
-@register_model
+@register_model(family="classic", input_size=32, classes=10, options=("in_channels",))
 def lenet5(**kw): return LeNet5(**kw)
-@register_model
+@register_model(family="classic", min_input_size=63, options=())
 def alexnet(**kw): return GluonCVNet("alexnet", 4096, 224, 63, **kw)
-@register_model
+@register_model(family="classic", min_input_size=32, options=())
 def vgg16(**kw): return GluonCVNet("vgg16", 4096, 224, 32, **kw)
-@register_model
+@register_model(family="classic", input_size=299, min_input_size=75, options=())
 def inception_v3(**kw): return GluonCVNet("inceptionv3", 2048, 299, 75, **kw)
-@register_model
+@register_model(family="classic", min_input_size=29, options=())
 def densenet121(**kw): return GluonCVNet("densenet121", 1024, 224, 29, **kw)
-@register_model
+@register_model(family="classic", min_input_size=1, options=("dropout", "drop_path"))
 def efficientnet_b0(**kw): return efficientnet("b0", **kw)
-@register_model
+@register_model(family="classic", input_size=240, min_input_size=1,
+                options=("dropout", "drop_path"))
 def efficientnet_b1(**kw): return efficientnet("b1", **kw)

@@ -1,5 +1,5 @@
 """Checks shared by every model family."""
-from ..errors import GluonresError
+from gluonres.errors import GluonresError
 
 
 def check_classes(classes):

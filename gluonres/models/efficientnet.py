@@ -13,8 +13,9 @@ import math
 
 from mxnet.gluon import HybridBlock, nn
 
-from ..blocks import ConvFactory, swish
-from .common import check_classes
+from gluonres.blocks import ConvFactory, swish
+from gluonres.models.common import check_classes
+
 
 # Table 1 of the paper, the B0 baseline: one row per stage,
 # (expansion, kernel, stride, output channels, blocks)

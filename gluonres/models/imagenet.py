@@ -1,6 +1,7 @@
 """ImageNet ResNets of the 2015 paper (Table 1) and their 2016 pre-activation versions."""
-from ..registry import register_model
-from .resnet import ResNet
+from gluonres.models.registry import RESNET_OPTIONS, register_model
+from gluonres.models.resnet import ResNet
+
 
 WIDTHS = (64, 128, 256, 512)
 # depth -> (bottleneck units?, units per stage): the 2015 paper's Table 1
@@ -39,31 +40,35 @@ def imagenet_resnet(depth, preact=None, residual=True, shortcut="B", classes=100
                   shortcut=shortcut, residual=residual, classes=classes, **kwargs)
 
 
-@register_model
+_imagenet = register_model(family="imagenet", input_size=224, classes=1000,
+                           options=RESNET_OPTIONS)
+
+
+@_imagenet
 def resnet18(**kw): return imagenet_resnet(18, **kw)
-@register_model
+@_imagenet
 def resnet34(**kw): return imagenet_resnet(34, **kw)
-@register_model
+@_imagenet
 def resnet50(**kw): return imagenet_resnet(50, **kw)
-@register_model
+@_imagenet
 def resnet101(**kw): return imagenet_resnet(101, **kw)
-@register_model
+@_imagenet
 def resnet152(**kw): return imagenet_resnet(152, **kw)
 
 
-@register_model
+@_imagenet
 def plain18(**kw): return imagenet_resnet(18, residual=False, **kw)
-@register_model
+@_imagenet
 def plain34(**kw): return imagenet_resnet(34, residual=False, **kw)
 
 
-@register_model
+@_imagenet
 def resnet18_v2(**kw): return imagenet_resnet(18, preact=True, **kw)
-@register_model
+@_imagenet
 def resnet34_v2(**kw): return imagenet_resnet(34, preact=True, **kw)
-@register_model
+@_imagenet
 def resnet50_v2(**kw): return imagenet_resnet(50, preact=True, **kw)
-@register_model
+@_imagenet
 def resnet101_v2(**kw): return imagenet_resnet(101, preact=True, **kw)
-@register_model
+@_imagenet
 def resnet152_v2(**kw): return imagenet_resnet(152, preact=True, **kw)

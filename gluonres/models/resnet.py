@@ -1,8 +1,8 @@
 """The network that every ResNet family instantiates from its spec table."""
 from mxnet.gluon import HybridBlock, nn
 
-from ..blocks import ConvFactory, ResidualFactory, resolve_arrangement
-from .common import check_classes
+from gluonres.blocks import ConvFactory, ResidualFactory, resolve_arrangement
+from gluonres.models.common import check_classes
 
 
 class ResNet(HybridBlock):

@@ -16,112 +16,37 @@ warmed up first (excluded); then every repeat runs all variants one after the ot
 a change in background load hits all of them alike, and the median over repeats is
 reported.
 """
-import gc
-import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from . import speed
-from .analysis import default_input_shape, summary
-from .errors import GluonresError
-from .machine import machine, threads
-from .models.init import he_initialize
-from .registry import get_model
+from gluonres.analysis.summary import summary
+from gluonres.errors import GluonresError
+from gluonres.machine import machine, threads
+from gluonres.measure.peers import DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, Peers, _gluoncv
+from gluonres.measure.timing import gemm_gflops, interleaved, local
+from gluonres.models import get_model
+from gluonres.models.init import he_initialize
+from gluonres.models import model_info
+from gluonres.train import speed
 
-#: gluonres model -> the GluonCV model of the same family and depth
-GLUONCV_PEERS = {
-    **{f"resnet{d}_cifar": f"cifar_resnet{d}_v1" for d in (20, 56, 110)},
-    **{f"resnet{d}_cifar_v2": f"cifar_resnet{d}_v2" for d in (20, 56, 110)},
-    **{f"resnet{d}": f"resnet{d}_v1" for d in (18, 34, 50, 101, 152)},
-    **{f"resnet{d}_v2": f"resnet{d}_v2" for d in (18, 34, 50, 101, 152)},
-}
+
 #: the JSON record's keys per model (null where a variant does not apply)
 KEYS = ("hybrid_fwd_img_s", "imperative_fwd_img_s", "gluoncv_fwd_img_s",
         "onnxruntime_fwd_img_s", "int8_fwd_img_s", "openvino_fwd_img_s", "torch_fwd_img_s",
         "hybrid_train_img_s", "imperative_train_img_s", "gluoncv_train_img_s",
         "gluoncv_static_train_img_s", "gluoncv_imperative_train_img_s", "torch_train_img_s",
         "realdata_train_img_s")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS_SCRIPT = os.path.join(REPO, "benchmarks", "peers.py")
-DEFAULT_PEERS_PYTHON = os.path.join(REPO, ".venv-peers", "bin", "python")
-
-
-# ---------------------------------------------------------------------------- timing
-class Timer:
-    """A named workload: ``run(iters)`` returns the seconds ``iters`` calls took."""
-
-    def __init__(self, name, run, images_per_call):
-        self.name, self.run, self.images = name, run, images_per_call
-        self.samples = []
-
-    def median_rate(self):
-        return float(np.median(self.samples)) if self.samples else None
-
-
-def local(name, fn, images):
-    """A timer for an in-process callable that blocks until its work is done."""
-    def run(iters):
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return time.perf_counter() - start
-    return Timer(name, run, images)
-
-
-def interleaved(timers, repeats, warmup, iters, progress=None):
-    """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
-
-    Each sample is images per second over ``iters`` calls; a timer that fails is dropped
-    with its error recorded instead of aborting the others.
-    """
-    errors = {}
-    for t in list(timers):
-        try:
-            t.run(warmup)
-        except Exception as err:  # a peer's failure must not lose the other numbers
-            errors[t.name] = f"{type(err).__name__}: {err}"
-            timers.remove(t)
-    for r in range(repeats):
-        for t in timers:
-            seconds = t.run(iters)
-            t.samples.append(iters * t.images / seconds)
-        if progress:
-            progress(r + 1, repeats)
-    return errors
-
-
-def gemm_gflops(n=2048, repeats=5):
-    """fp32 GEMM rate through mxnet's oneDNN ``FullyConnected`` on the same threads.
-
-    ``n x n`` by ``n x n``: ``2 n^3`` floating-point operations; the median of
-    ``repeats`` after one warm-up.
-    """
-    a = mx.nd.random.uniform(shape=(n, n))
-    b = mx.nd.random.uniform(shape=(n, n))
-
-    def once():
-        mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=n).wait_to_read()
-    once()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        rates.append(2 * n ** 3 / (time.perf_counter() - start) / 1e9)
-    return float(np.median(rates))
 
 
 # ---------------------------------------------------------------------------- variants
 def _net(name, seed=0):
     net = get_model(name)
     he_initialize(net, seed)
-    net.infer_shape(mx.nd.zeros(default_input_shape(net)))
+    net.infer_shape(mx.nd.zeros(model_info(net).input_shape()))
     return net
 
 
@@ -144,13 +69,6 @@ def _train_step(block, params, x, y, next_batch=None):
         trainer.step(batch)
         mx.nd.waitall()
     return step
-
-
-def _gluoncv(name):
-    from gluoncv.model_zoo import get_model as gluoncv_model
-    net = gluoncv_model(name, pretrained=False)
-    he_initialize(net, 0)
-    return net
 
 
 def _export_onnx(net, shape, folder):
@@ -203,63 +121,6 @@ def _onnxruntime(path, x, n_threads):
     return lambda: sess.run(None, feed)
 
 
-class Peers:
-    """The optional comparators, served by ``benchmarks/peers.py`` in its own interpreter.
-
-    PyTorch and OpenVINO are not gluonres dependencies (and PyTorch >= 2 makes GluonCV
-    refuse to import), so they live in a separate environment (``make peers``). The
-    worker waits on standard input between requests, so it costs nothing while the
-    in-process variants run.
-    """
-
-    def __init__(self, python):
-        self.notes = {}
-        self.proc = None
-        if not python or not os.path.exists(python):
-            self.notes["peers"] = (f"skipped: no peer interpreter at {python!r} (run "
-                                   "`make peers` to install PyTorch and OpenVINO there)")
-            return
-        if not os.path.exists(PEERS_SCRIPT):
-            self.notes["peers"] = f"skipped: {PEERS_SCRIPT} not found (not a source checkout)"
-            return
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads())}
-        self.proc = subprocess.Popen([python, PEERS_SCRIPT], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-        self.info = self._ask({"cmd": "info"})
-
-    def _ask(self, request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the peer worker exited; see its messages above")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply
-
-    def timer(self, name, images, **setup):
-        """A Timer for a peer variant, or ``None`` with a note when it is unavailable."""
-        if self.proc is None:
-            return None
-        try:
-            reply = self._ask({"cmd": "setup", "name": name, **setup})
-        except RuntimeError as err:
-            self.notes[name] = f"skipped: {err}"
-            return None
-        if reply.get("note"):
-            self.notes[name] = reply["note"]
-
-        def run(iters):
-            return self._ask({"cmd": "time", "name": name, "iters": iters})["seconds"]
-        return Timer(name, run, images)
-
-    def close(self):
-        if self.proc is not None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-
-
 def _real_data_batches(spec, batch):
     """Training batches exactly as ``gluonres train`` feeds them, endlessly.
 
@@ -273,8 +134,9 @@ def _real_data_batches(spec, batch):
     callable
         Each call returns the next ``(x, y)`` batch.
     """
-    from . import data, training
-    from .preprocess import Preprocess
+    from gluonres import data
+    from gluonres import train as training
+    from gluonres.data.preprocess import Preprocess
     dataset = data.load(spec, progress=False)
     config = training.TrainConfig(batch_size=batch)
     preprocess = Preprocess.fit(dataset.train.images, config.normalize)
@@ -299,7 +161,7 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         by the training pipeline with that data.
     """
     net = _net(name)
-    shape = default_input_shape(net, batch)
+    shape = model_info(net).input_shape(batch)
     x = mx.nd.random.uniform(-1, 1, shape=shape)
     y = mx.nd.array(np.arange(batch) % net.classes)
     notes = {}
@@ -373,7 +235,7 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         errors = interleaved(fwd + train, repeats, warmup, iters, progress)
 
         # batch-1 latency of the hybridized graph: median over single calls
-        one = mx.nd.random.uniform(-1, 1, shape=default_input_shape(net, 1))
+        one = mx.nd.random.uniform(-1, 1, shape=model_info(net).input_shape(1))
         latency = local("latency1", _forward(speed.for_inference(net, 1), one), 1)
         interleaved([latency], max(20, 4 * repeats), warmup + 3, 1)
         latency_ms = 1000 / latency.median_rate()
@@ -492,76 +354,3 @@ def table(record):
                   f"{s['median_step_s']:.1f} s vs {c['median_step_s']:.1f} s per step "
                   f"({100 * mem['time_cost']:+.0f}% time)."]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- memory
-MEMORY_MODES = ("static", "checkpointed")
-
-
-def _status_mb(field):
-    with open("/proc/self/status") as f:
-        kb = next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-    return kb / 1024
-
-
-def memory_child(model, batch, steps, mode):
-    """Train ``steps`` synthetic steps one way; print peak RSS and seconds per step.
-
-    Runs in a fresh process (see :func:`memory`). Building a very deep network peaks
-    higher than a small batch's step (ResNet-1202: ~2.9 GB), so the kernel's peak-RSS
-    mark is reset after building (``/proc/self/clear_refs``) and the reported peak is
-    the training steps' own.
-    """
-    net = _net(model)
-    x = mx.nd.random.uniform(-1, 1, shape=default_input_shape(net, batch))
-    y = mx.nd.array(np.arange(batch) % net.classes)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4})
-    mx.nd.waitall()
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
-    before = _status_mb("VmHWM")
-    if mode == "checkpointed":
-        forward_backward = speed.CheckpointedStep(net, loss_fn)
-    else:
-        block = speed.for_training(net)
-
-        def forward_backward(x, y):
-            with autograd.record():
-                loss = loss_fn(block(x), y)
-            loss.backward()
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        forward_backward(x, y)
-        trainer.step(batch)
-        mx.nd.waitall()
-        seconds.append(time.perf_counter() - start)
-    peak = _status_mb("VmHWM")
-    print(json.dumps({"mode": mode, "peak_rss_mb": peak, "rss_before_mb": before,
-                      "seconds_per_step": seconds}))
-
-
-def memory(model="resnet1202_cifar", batch=128, steps=3):
-    """Peak memory and step time of a training step, ordinary vs checkpointed.
-
-    Each mode runs in its own process; the first step (planning, allocation) is
-    excluded from the time, not from the peak.
-    """
-    out = {"model": model, "batch": batch, "steps": steps}
-    for mode in MEMORY_MODES:
-        code = (f"from gluonres.bench import memory_child; "
-                f"memory_child({model!r}, {batch}, {steps}, {mode!r})")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{mode} memory run failed: {proc.stderr.strip()[-500:]}")
-        rec = json.loads(proc.stdout.strip().splitlines()[-1])
-        rec["median_step_s"] = float(np.median(rec["seconds_per_step"][1:] or
-                                               rec["seconds_per_step"]))
-        out[mode] = rec
-    s, c = out["static"], out["checkpointed"]
-    out["memory_saved"] = 1 - c["peak_rss_mb"] / s["peak_rss_mb"]
-    out["time_cost"] = c["median_step_s"] / s["median_step_s"] - 1
-    return out

@@ -21,12 +21,13 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
-from . import runtime
-from ._files import sha256_of
-from .analysis import default_input_shape
-from .data import CIFAR10_CLASSES
-from .errors import GluonresError
-from .machine import utc_now
+from gluonres._files import sha256_of
+from gluonres.data.sources import CIFAR10_CLASSES
+from gluonres.deploy import runtime
+from gluonres.errors import GluonresError
+from gluonres.machine import utc_now
+from gluonres.models import model_info
+
 
 #: ImageNet-size inputs: resize the shorter side to size / 0.875 (256 for 224), crop.
 CROP_FRACTION = 0.875
@@ -48,11 +49,12 @@ def image_spec(size):
 def default_classes(net, meta=None):
     """Class names: from weights metadata, else CIFAR-10's for 10-class CIFAR models,
     else the indices as strings."""
-    n = getattr(net, "classes", None)
+    info = model_info(net)
+    n = info.classes
     names = (meta or {}).get("classes")
     if names and (n is None or len(names) == n):
         return list(names)
-    if n == 10 and getattr(net, "input_size", None) == 32:
+    if n == 10 and info.input_size == 32:
         return list(CIFAR10_CLASSES)
     return [str(i) for i in range(n or 0)]
 
@@ -96,7 +98,7 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
     out_dir : str
         Created if missing; files of an earlier export are replaced only on success.
     name : str, optional
-        File prefix; defaults to ``net.model_name``.
+        File prefix; defaults to the model's name (:func:`~gluonres.models.model_info`).
     input_shape : tuple, optional
         Trace shape ``(N, 3, H, W)``; defaults to batch 1 at the model's native size.
         The graphs run at any batch size; the manifest records this one.
@@ -119,8 +121,8 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
         Paths written: ``symbol``, ``params``, ``manifest`` and, when asked, ``onnx``,
         ``int8_symbol``, ``int8_params``, ``mean_image``.
     """
-    name = name or getattr(net, "model_name", None) or "model"
-    input_shape = tuple(input_shape or default_input_shape(net))
+    name = name or model_info(net).name
+    input_shape = tuple(input_shape or model_info(net).input_shape())
     if calibration is not None and preprocess is None:
         raise GluonresError("INT8 calibration needs the input normalisation; export trained "
                             "weights that record it, or pass --mean and --std")
@@ -133,7 +135,7 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
         files = _write_all(net, staging, name, input_shape, preprocess, onnx, calibration)
         manifest = {
             "format": runtime.FORMAT,
-            "model": getattr(net, "model_name", None) or name,
+            "model": model_info(net).name,
             "input": {"name": "data", "shape": list(input_shape), "layout": "NCHW",
                       "dtype": "float32"},
             "output": {"shape": list(output.shape), "kind": "logits",
@@ -179,7 +181,7 @@ def _write_all(net, staging, name, input_shape, preprocess, onnx, calibration):
         export_onnx(prefix + "-symbol.json", prefix + "-0000.params",
                     os.path.join(staging, files["onnx"]), input_shape)
     if calibration is not None:
-        from .quantize import quantize
+        from gluonres.deploy.quantize import quantize
 
         sym, args, auxs = mx.model.load_checkpoint(prefix, 0)
         calib = preprocess(mx.nd.array(calibration.images, dtype="uint8"))
@@ -223,7 +225,7 @@ def export_onnx(symbol_file, params_file, onnx_file, input_shape):
 
 
 def _versions(onnx):
-    from . import __version__
+    from gluonres import __version__
     versions = {"gluonres": __version__, "mxnet": mx.__version__, "numpy": np.__version__}
     if onnx:
         import onnx as onnx_module

@@ -16,9 +16,10 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from . import io
-from ._files import atomic_path, sha256_of, write_text
-from .errors import CorruptFileError, GluonresError
+from gluonres import io
+from gluonres._files import atomic_path, sha256_of, write_text
+from gluonres.errors import CorruptFileError, GluonresError
+
 
 LATEST = "checkpoint.params"
 PREVIOUS = "checkpoint.prev.params"

@@ -8,8 +8,8 @@ import json
 import os
 import shutil
 
-from ._files import atomic_path, write_text
-from .errors import GluonresError
+from gluonres._files import atomic_path, write_text
+from gluonres.errors import GluonresError
 
 
 def record_run(run_dir, name, results_dir="results", bench=None, force=False):

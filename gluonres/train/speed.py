@@ -23,7 +23,8 @@ import warnings
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .analysis import default_input_shape
+from gluonres.models import model_info
+
 
 INPUT = "data"
 
@@ -41,7 +42,7 @@ def _check_initialized(net):
         for p in net.collect_params().values():
             p.data()
     except RuntimeError as err:
-        from .errors import GluonresError
+        from gluonres.errors import GluonresError
         raise GluonresError("the network has no weights yet; call net.initialize() or load "
                             "weights first") from err
 
@@ -204,7 +205,7 @@ def for_inference(net, batch_size=1, input_shape=None, fuse=True):
         but not when only a BatchNorm's do).
     """
     _check_initialized(net)
-    shape = tuple(input_shape or default_input_shape(net, batch_size))
+    shape = tuple(input_shape or model_info(net).input_shape(batch_size))
     block = _symbol_block(net, net(mx.sym.var(INPUT)))
     x = mx.nd.zeros(shape)
     if fuse:
@@ -217,9 +218,9 @@ def for_inference(net, batch_size=1, input_shape=None, fuse=True):
 
 def _units(net):
     """The network as a flat list of blocks applied in sequence (stem, units, head)."""
-    from .models.resnet import ResNet
+    from gluonres.models.resnet import ResNet
     if not isinstance(net, ResNet):
-        from .errors import GluonresError
+        from gluonres.errors import GluonresError
         raise GluonresError(f"checkpointed training needs a gluonres ResNet, got "
                             f"{type(net).__name__}; train it with for_training instead")
     return [*net.stem, *(unit for stage in net.stages for unit in stage), *net.head]

@@ -15,9 +15,10 @@ import os
 import mxnet as mx
 import numpy as np
 
-from ._files import sha256_of
-from .errors import CorruptFileError, DataError, GluonresError
-from .preprocess import Preprocess
+from gluonres._files import sha256_of
+from gluonres.data.preprocess import Preprocess
+from gluonres.errors import CorruptFileError, DataError, GluonresError
+
 
 #: File name of the manifest inside an export folder.
 MANIFEST = "manifest.json"

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 import mxnet as mx
 import numpy as np
 
-from .errors import DataError
+from gluonres.errors import DataError
 
 
 @dataclass(eq=False)

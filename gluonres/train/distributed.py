@@ -23,7 +23,8 @@ import time
 
 import mxnet as mx
 
-from .errors import GluonresError
+from gluonres.errors import GluonresError
+
 
 #: ``--kvstore`` values: one process (``local``, ``device``: on one CPU they are the
 #: same) or the parameter server, synchronous or asynchronous.

@@ -1,0 +1,121 @@
+"""In-memory datasets: :class:`ImageArrays` (uint8 NHWC images, labels, class names) and
+:class:`Data` (the train / val / test splits of one source).
+"""
+from dataclasses import dataclass, field
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+from gluonres.errors import DataError
+
+
+class ImageArrays(mx.gluon.data.Dataset):
+    """Decoded images in memory: a gluon ``Dataset`` of ``(uint8 HxWx3 image, label)``.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        uint8 ``(N, H, W, 3)`` RGB.
+    labels : numpy.ndarray
+        Integer class indices ``(N,)``.
+    classes : list of str
+        Class names; ``labels`` index into it.
+    lossy : bool, default False
+        The images were stored with lossy (JPEG) compression.
+    """
+
+    def __init__(self, images, labels, classes, lossy=False):
+        self.images = np.ascontiguousarray(images, dtype=np.uint8)
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.classes = list(classes)
+        self.lossy = lossy
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        return mx.nd.array(self.images[idx], dtype="uint8"), int(self.labels[idx])
+
+    @property
+    def synsets(self):
+        """Class names (the name ``ImageFolderDataset`` uses)."""
+        return self.classes
+
+    def subset(self, index):
+        """The images at ``index`` (indices or a boolean mask) as a new ``ImageArrays``."""
+        return ImageArrays(self.images[index], self.labels[index], self.classes, self.lossy)
+
+    def resized(self, size):
+        """The images brought to ``size`` x ``size`` (shorter side resized, centre crop) as
+        a new ``ImageArrays``; ``self`` if they already have that size."""
+        if self.images.shape[1:3] == (size, size):
+            return self
+        return ImageArrays(np.stack([_fit_size(im, size) for im in self.images]),
+                           self.labels, self.classes, self.lossy)
+
+    def batches(self, batch_size):
+        """``(images, labels)`` NDArray batches in order, the last one possibly smaller."""
+        for start in range(0, len(self), batch_size):
+            yield (mx.nd.array(self.images[start:start + batch_size], dtype="uint8"),
+                   mx.nd.array(self.labels[start:start + batch_size], dtype="int32"))
+
+
+@dataclass
+class Data:
+    """The splits of one dataset.
+
+    Attributes
+    ----------
+    name : str
+        ``'digits'``, ``'cifar10'`` or the path given.
+    train, test, val : ImageArrays
+        ``test`` is ``None`` for a single-split folder, ``val`` unless a validation
+        split was asked for.
+    hflip : bool
+        Whether a horizontal flip keeps the label (not for digits).
+    """
+
+    name: str
+    train: ImageArrays
+    test: ImageArrays = None
+    val: ImageArrays = None
+    hflip: bool = True
+    classes: list = field(init=False)
+
+    def __post_init__(self):
+        self.classes = self.train.classes
+
+    def describe(self):
+        """JSON-ready description: name, split sizes, classes, image shape, caveats."""
+        out = {"name": self.name,
+               "splits": {k: len(s) for k, s in (("train", self.train), ("val", self.val),
+                                                 ("test", self.test)) if s is not None},
+               "classes": self.classes, "image_shape": list(self.train.images.shape[1:])}
+        if self.train.lossy:
+            out["note"] = ("images stored as JPEG: compression artifacts cost accuracy (about "
+                           "10 points for CIFAR-10 networks trained on the lossless set); "
+                           "compare with lossless-CIFAR numbers only with this caveat")
+        return out
+
+
+def _stack(images, where):
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise DataError(f"images in {where!r} have different sizes ({len(shapes)} shapes, e.g. "
+                        f"{sorted(shapes)[:2]}); pass a size (gluonres train and evaluate use "
+                        "the model's input size)")
+    return np.stack(images)
+
+
+def _fit_size(img, size):
+    """Resize the shorter side to ``size`` and centre-crop to ``size`` x ``size``."""
+    h, w = img.shape[:2]
+    if (h, w) == (size, size):
+        return img
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
+                     else cv2.INTER_LINEAR)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return img[top:top + size, left:left + size]

@@ -1,0 +1,141 @@
+"""Experiment records: :func:`reproduce` writes ``results/NAME-SCALE.json``,
+:func:`load_record` and :func:`provenance` read them back.
+"""
+import json
+import os
+import time
+
+from gluonres._files import json_default, write_text
+from gluonres.errors import GluonresError
+from gluonres.experiments.runs import Runner
+from gluonres.experiments.scales import SHARED_CIFAR, get_scale
+from gluonres.machine import machine, utc_now
+
+
+def record_path(name, scale, out="results"):
+    """``out/NAME-SCALE.json``."""
+    return os.path.join(out, f"{name}-{scale}.json")
+
+
+def load_record(name, scale="cpu", out="results"):
+    """The record ``out/NAME-SCALE.json``, or ``None`` (with a message) if it is missing.
+
+    Notebooks call this: a missing record prints the command that makes it instead of
+    failing.
+    """
+    path = record_path(name, scale, out)
+    if not os.path.exists(path):
+        print(f"{path} is missing: make it with `gluonres reproduce {name} --scale {scale} "
+              f"--data {SHARED_CIFAR}` (see docs/results.md); the plots and checks that "
+              "need it are left out below")
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def reproduce(module, scale, data=None, out="results", work=None, progress=True,
+              force=False, command=None):
+    """Run an experiment module at a scale and write its record.
+
+    Parameters
+    ----------
+    module : module
+        An experiment module (``NAME``, ``TITLE``, ``compute``).
+    scale : str
+        ``'smoke'``, ``'cpu'`` or ``'paper'``.
+    data : str, optional
+    out : str, default 'results'
+    work : str, optional
+        See :class:`Runner`.
+    progress : bool, default True
+    force : bool, default False
+        Replace an existing record (finished runs are reused either way).
+    command : str, optional
+        The command line to record; default: the equivalent ``gluonres reproduce``.
+
+    Returns
+    -------
+    dict
+        The record written to ``out/NAME-SCALE.json``.
+
+    Raises
+    ------
+    GluonresError
+        If the record exists and ``force`` is off, for an unknown scale, or missing data.
+    """
+    scale = get_scale(scale)
+    path = record_path(module.NAME, scale.name, out)
+    if os.path.exists(path) and not force:
+        raise GluonresError(f"{path} already exists; pass --force to replace it (finished "
+                            "training runs are reused, so this is quick)")
+    runner = Runner(scale, data, out, work, progress)
+    started, start = utc_now(), time.time()
+    body = module.compute(runner)
+    if command is None:
+        command = f"gluonres reproduce {module.NAME} --scale {scale.name}"
+        command += f" --data {data}" if data else ""
+    record = {"experiment": module.NAME, "title": module.TITLE, "scale": scale.name,
+              "scale_settings": scale.describe(), "command": command,
+              "data": _data_of(runner),
+              "machine": machine(), "started": started, "finished": utc_now(),
+              "wall_s": time.time() - start, "runs": runner.used, **body}
+    record["training_s"] = _training_seconds(record)
+    os.makedirs(out, exist_ok=True)
+    write_text(path, json.dumps(record, indent=1, default=json_default) + "\n")
+    return record
+
+
+def _data_of(runner):
+    """The record's data: that of its first training run (the experiment's main runs come
+    first), naming the training-set sizes of any other runs; else the data the experiment
+    used without training; else None."""
+    if runner.data_used:
+        first, others = runner.data_used[0], runner.data_used[1:]
+        return {**first, **({"other_train_images": [d["train_images"] for d in others]}
+                            if others else {})}
+    return runner.data.describe() if runner._data is not None else None
+
+
+def _training_seconds(record):
+    """Wall seconds of the training runs behind a record (kept runs included)."""
+    seen, total = set(), 0.0
+    for value in _walk(record):
+        if isinstance(value, dict) and "wall_s" in value and "key" in value \
+                and value["key"] not in seen:
+            seen.add(value["key"])
+            total += value["wall_s"]
+    return total
+
+
+def _walk(obj):
+    yield obj
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _walk(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk(v)
+
+
+def provenance(record):
+    """What a record is: experiment, scale, command, data (with its caveat), machine,
+    time; printed by the notebooks under every loaded record."""
+    d, m = record.get("data"), record.get("machine") or {}
+    lines = [f"{record['title']} -- {record['scale']} scale",
+             f"command: {record['command']}",
+             f"machine: {m.get('cpu')}, {m.get('cores')} cores, OMP_NUM_THREADS="
+             f"{m.get('omp_num_threads')}, mxnet {m.get('mxnet')}; finished "
+             f"{record['finished']}, training {record.get('training_s', 0) / 60:.0f} min"]
+    if d:
+        lines.append(f"data: {d['spec']}, {d['train_images']:,} training images"
+                     f"{other_runs(d)}, curves on {d['curve_test_images']:,} test images, "
+                     f"final test error on {d['final_test_images']:,}")
+        if d.get("note"):
+            lines.append(f"caveat: {d['note']}")
+    return "\n".join(lines)
+
+
+def other_runs(data):
+    """``' (5,000 for its other runs)'`` when a record's runs trained on several subsets."""
+    other = data.get("other_train_images")
+    return (f" ({', '.join(f'{n:,}' for n in other)} for its other runs)" if other else "")

@@ -1,0 +1,256 @@
+"""Training runs shared between experiments: :class:`RunSpec` names one, the
+:class:`Runner` trains it once per scale and keeps its summary in
+``results/runs/SCALE/KEY.json``.
+"""
+import dataclasses
+import json
+import os
+import re
+import sys
+
+from gluonres import analysis
+from gluonres import data as data_module
+from gluonres import train as training
+from gluonres._files import json_default, write_text
+from gluonres.errors import GluonresError
+from gluonres.experiments.scales import load_data
+
+
+# ---------------------------------------------------------------------------- runs
+@dataclasses.dataclass
+class RunSpec:
+    """One training run: a registered model, its options and training overrides.
+
+    Parameters
+    ----------
+    model : str
+        Registered name.
+    options : dict
+        ``get_model`` keyword arguments (``arrangement``, ``shortcut`` ...); the class
+        count comes from the data.
+    train : dict
+        :class:`~gluonres.training.TrainConfig` overrides of the scale's settings
+        (``epochs``, ``warmup`` ...).
+    label : str, optional
+        Name shown in tables and plots (default: the model name).
+    train_images : int, optional
+        Size of this run's seeded, class-balanced training subset (default: the
+        scale's).
+    """
+
+    model: str
+    options: dict = dataclasses.field(default_factory=dict)
+    train: dict = dataclasses.field(default_factory=dict)
+    label: str = None
+    train_images: int = None
+
+    def __post_init__(self):
+        self.label = self.label or self.model
+
+    @property
+    def key(self):
+        """File-name-safe identity: model, then sorted options and overrides."""
+        parts = [self.model] + ([f"images-{self.train_images}"] if self.train_images else [])
+        for k, v in sorted({**self.options, **self.train}.items()):
+            if isinstance(v, dict):
+                v = "_".join(f"{a}{b}" for a, b in sorted(v.items()))
+            parts.append(f"{k}-{v}")
+        return re.sub(r"[^A-Za-z0-9._-]", "_", "__".join(parts))
+
+    def build(self, classes):
+        """The network, built with ``classes`` outputs."""
+        from gluonres.models import get_model
+        return get_model(self.model, classes=classes, **self.options)
+
+
+class RunAnalysis(training.Callback):
+    """The per-run analyses, computed inside :func:`~gluonres.training.fit`.
+
+    - at the start of a fresh run: per-layer gradient norms at initialisation
+      (kept in the first epoch's record, so a resumed run still has them);
+    - at the end: gradient norms of the trained net on the same batch, the layer
+      responses (2015, Fig. 7), the test error on the whole test split, and the error
+      on the (unaugmented) training subset in inference mode.
+
+    Parameters
+    ----------
+    grad_batch : tuple of numpy.ndarray
+        ``(uint8 images, labels)``: a fixed batch (the first training images).
+    response_images : numpy.ndarray
+        uint8 images whose layer responses are measured.
+    full_test : gluonres.data.ImageArrays
+        The whole test split (final test error).
+    train : gluonres.data.ImageArrays
+        Training images whose error is measured in inference mode at the end.
+    """
+
+    def __init__(self, grad_batch, response_images, full_test, train):
+        self.grad_batch, self.response_images = grad_batch, response_images
+        self.full_test, self.train = full_test, train
+        self.init = None
+        self.result = None
+
+    def _grads(self, state):
+        x, y = training.to_input(*self.grad_batch, state.preprocess, None)
+        return analysis.gradient_norms(state.net, x, y)
+
+    def on_train_begin(self, state):
+        if state.epoch == 0:
+            self.init = self._grads(state)
+
+    def on_epoch_end(self, state, record):
+        if state.epoch == 1 and self.init is not None:
+            record["gradient_norms_init"] = self.init
+
+    def on_train_end(self, state, history):
+        init = self.init or history["epochs"][0].get("gradient_norms_init")
+        trained = self._grads(state)
+        x = state.preprocess(_nd(self.response_images))
+        self.result = {
+            "gradient_norms": {"layers": trained["layers"],
+                               "init": init["norms"] if init else None,
+                               "trained": trained["norms"]},
+            "layer_responses": analysis.layer_responses(state.net, x),
+            "final_test_error": training.error_pct(state.net, self.full_test,
+                                                   state.preprocess),
+            "final_train_error_eval": training.error_pct(state.net, self.train,
+                                                         state.preprocess),
+        }
+
+
+def _nd(images):
+    import mxnet as mx
+    return mx.nd.array(images, dtype="uint8")
+
+
+#: Per-epoch fields a run keeps for the curves.
+CURVE_FIELDS = ("epoch", "iteration", "lr", "train_loss", "train_error_pct", "test_error_pct",
+                "img_s", "seconds")
+
+
+class Runner:
+    """Runs an experiment's training at one scale and keeps the results.
+
+    Parameters
+    ----------
+    scale : Scale
+    data : str, optional
+        ``--data`` (default: the scale's).
+    out : str, default 'results'
+        Where records go; finished runs are kept under ``out/runs/SCALE/``.
+    work : str, optional
+        Run folders (checkpoints) for scales that keep them; default
+        ``runs/reproduce``.
+    progress : bool, default True
+        Progress bars and per-epoch lines on standard error.
+    """
+
+    def __init__(self, scale, data=None, out="results", work=None, progress=True):
+        self.scale, self.data_spec, self.out = scale, data, out
+        self.work = work or os.path.join("runs", "reproduce")
+        self.progress = progress
+        self.used = []  # run keys, in order
+        self.data_used = []  # descriptions of the data the runs trained on, first use first
+        self._data = None
+
+    @property
+    def data(self):
+        """The :class:`ExperimentData`, loaded on first use."""
+        if self._data is None:
+            self._data = load_data(self.scale, self.data_spec, self.progress)
+        return self._data
+
+    def quick(self, spec):
+        """``spec`` as one of this scale's quick runs (its ``quick`` overrides applied
+        under the spec's own)."""
+        return dataclasses.replace(spec, train={**self.scale.quick, **spec.train})
+
+    def run_path(self, spec):
+        return os.path.join(self.out, "runs", self.scale.name, f"{spec.key}.json")
+
+    def train(self, spec):
+        """Train ``spec`` at this scale, or return the finished run kept earlier.
+
+        Returns
+        -------
+        dict
+            The run: ``model``, ``options``, ``label``, ``config``, ``params``,
+            ``epochs`` (per-epoch curves), ``final_train_error`` (last epoch's running
+            training error, %), ``final_train_error_eval``, ``final_test_error``
+            (whole test split, %), ``gradient_norms``, ``layer_responses``, timings,
+            ``machine``.
+
+        Raises
+        ------
+        GluonresError
+            If a kept run of this key was made with other settings or data.
+        """
+        self.used.append(spec.key)
+        d = (self.data if spec.train_images is None
+             else load_data(self.scale, self.data_spec, self.progress, spec.train_images))
+        described = d.describe()
+        if described not in self.data_used:
+            self.data_used.append(described)
+        config = self.scale.config(spec.model, d.data.hflip, **spec.train)
+        # where the data came from (its path) may differ; what it is may not
+        identity = {"model": spec.model, "options": spec.options, "config": config.to_dict(),
+                    "data": {k: v for k, v in described.items()
+                             if k not in ("spec", "name")}}
+        path = self.run_path(spec)
+        if os.path.exists(path):
+            with open(path) as f:
+                kept = json.load(f)
+            for key, value in identity.items():
+                if _jsonable(kept.get(key)) != _jsonable(value):
+                    raise GluonresError(
+                        f"{path} was trained with other {key} ({kept.get(key)!r} here, "
+                        f"{value!r} now); delete it to train again, or run with the "
+                        "settings and data it was made with")
+            _log(self.progress, f"reusing {path}")
+            return {**kept, "label": spec.label}
+        run = self._fit(spec, spec.build(len(d.data.classes)), config, d)
+        record = {**identity, "key": spec.key, "label": spec.label, **run}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_text(path, json.dumps(record, indent=1, default=json_default) + "\n")
+        return record
+
+    def _fit(self, spec, net, config, d):
+        train = d.data.train
+        bs = config.batch_size
+        train_eval = train
+        if self.scale.train_eval_images and self.scale.train_eval_images < len(train):
+            train_eval = train.subset(data_module.balanced_subset(train.labels,
+                                                      self.scale.train_eval_images, seed=1))
+        callback = RunAnalysis((train.images[:bs], train.labels[:bs]),
+                               d.data.test.images[:self.scale.analysis_images],
+                               d.full_test, train_eval)
+        out_dir = resume = None
+        if self.scale.checkpoints:
+            out_dir = os.path.join(self.work, self.scale.name, spec.key)
+            resume = os.path.exists(os.path.join(out_dir, training.CHECKPOINT))
+            if resume:
+                _log(self.progress, f"resuming {out_dir}")
+        history = training.fit(net, d.data, config, out_dir=out_dir, resume=bool(resume),
+                               progress=self.progress, callbacks=[callback],
+                               info={"experiment_run": spec.key})
+        last = history["epochs"][-1]
+        return {"params": analysis.trainable_params(net),
+                "epochs": [{k: r[k] for k in CURVE_FIELDS if k in r} for r in history["epochs"]],
+                "final_train_error": last["train_error_pct"],
+                **callback.result,
+                "iterations": history["total_iterations"],
+                "milestones": history["milestones"],
+                "warmup_end_iteration": history.get("warmup_end_iteration"),
+                "train_img_s": history["train_img_s"], "train_s": history["train_s"],
+                "wall_s": history["wall_s"], "started": history["started"],
+                "finished": history["finished"], "machine": history["machine"],
+                "resumed": history["resumed"]}
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=json_default))
+
+
+def _log(enabled, message):
+    if enabled:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,69 @@
+"""One training step: the static graph that runs it, the Trainer, and the input batches.
+"""
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from gluonres.data.augment import epoch_batches
+
+
+# ---------------------------------------------------------------------------- the step
+def prepare(net, config, ctx=None, workers=None, lr_scheduler=None):
+    """The block that runs the training steps of ``net``, and its ``gluon.Trainer`` (SGD).
+
+    The one place that decides how a network executes during training: the static graph
+    of :func:`gluonres.speed.for_training` (BatchNorm+ReLU fused; same gradients and
+    statistics, measured faster by ``gluonres bench``), whose updates land in ``net``'s
+    parameters. ``net`` itself is hybridized for evaluation. Its BatchNorm statistics
+    arrive without an engine dependency: call ``mx.nd.waitall()`` before reading them.
+    ``workers`` (:class:`~gluonres.distributed.Workers`) connects the trainer to the
+    parameter server; ``lr_scheduler`` travels with the optimizer (``dist_async`` servers).
+
+    Returns
+    -------
+    (mxnet.gluon.HybridBlock, mxnet.gluon.Trainer)
+    """
+    from gluonres.train import speed
+    step = speed.for_training(net)
+    net.hybridize(static_alloc=True, static_shape=True)
+    optimizer = {"learning_rate": config.lr, "momentum": config.momentum, "wd": config.wd}
+    if lr_scheduler is not None:
+        optimizer["lr_scheduler"] = lr_scheduler
+    kvstore = workers.trainer_options() if workers else {"kvstore": config.kvstore}
+    # BatchNorm's running statistics are not trained: left out, so that no KVStore (nor
+    # its first-step broadcast, which lands after the first batch's statistics) touches
+    # them
+    trained = [p for p in net.collect_params().values() if p.grad_req != "null"]
+    return step, gluon.Trainer(trained, "sgd", optimizer, **kvstore)
+
+
+def train_step(net, trainer, loss_fn, x, y, batch_size=None):
+    """One SGD update on a batch; returns an NDArray ``[mean loss, error rate]``.
+
+    The metrics depend on the forward pass only, so reading them does not wait for the
+    backward pass and update. ``batch_size`` normalises the gradient (default: the
+    batch's; distributed workers pass the whole batch, see
+    :meth:`~gluonres.distributed.Workers.step_size`).
+    """
+    with autograd.record():
+        out = net(x)
+        loss = loss_fn(out, y)
+    loss.backward()
+    trainer.step(batch_size or x.shape[0])
+    return mx.nd.stack(loss.mean(), (out.argmax(axis=1) != y).mean())
+
+
+def to_input(images, labels, preprocess, ctx):
+    """A uint8 numpy batch and its labels as network input and float labels on ``ctx``."""
+    x = preprocess(mx.nd.array(images, ctx=ctx, dtype="uint8"))
+    return x, mx.nd.array(labels, ctx=ctx, dtype="float32")
+
+
+def input_stream(train, config, preprocess, ctx=None):
+    """Endless network-ready training batches, epoch after epoch, augmented as ``fit``
+    draws them (:func:`gluonres.data.epoch_batches`, then :func:`to_input`)."""
+    epoch = 0
+    while True:
+        for images, labels in epoch_batches(train, config.batch_size, config.seed, epoch,
+                                            config.pad, config.flip):
+            yield to_input(images, labels, preprocess, ctx or mx.cpu())
+        epoch += 1
