@@ -83,6 +83,29 @@ def check_writable(folder, option="--out"):
                 os.rmdir(level)
 
 
+def refuse_existing(paths, force, fix="pass --force to replace it"):
+    """Refuse to overwrite a finished result: the one "already exists" check.
+
+    Parameters
+    ----------
+    paths : str or sequence of str
+        Files a command is about to write.
+    force : bool
+        Replace them (the user said ``--force``).
+    fix : str
+        What to do instead, for the message.
+
+    Raises
+    ------
+    GluonresError
+        Naming the first existing path and ``fix``.
+    """
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing and not force:
+        raise GluonresError(f"{existing[0]} already exists; {fix}")
+
+
 def sha256_of(path, chunk=1 << 20):
     """Hex SHA-256 digest of a file, read in chunks."""
     digest = hashlib.sha256()

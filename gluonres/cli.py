@@ -387,15 +387,12 @@ def cmd_backbones(args):
 
 def cmd_reproduce(args):
     from gluonres import experiments
-    from gluonres.errors import GluonresError
+    from gluonres.experiments import records
 
     names = list(experiments.EXPERIMENTS) if args.names == ["all"] else args.names
     for name in names:  # every name and record path is checked before anything runs
         experiments.get(name)
-        path = os.path.join(args.out, f"{name}-{args.scale}.json")
-        if os.path.exists(path) and not args.force:
-            raise GluonresError(f"{path} already exists; pass --force to replace it "
-                                "(finished training runs are reused, so this is quick)")
+    records.check_new_records(names, args.scale, args.out, args.force)
     command = shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
     done, text = [], []
     for name in names:

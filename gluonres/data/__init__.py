@@ -6,7 +6,7 @@ and the preprocessing that travels with weights.
 whole batches; ``recordio`` packs and reads RecordIO; ``preprocess`` turns pixels into
 network input.
 """
-from gluonres.data.arrays import Data, ImageArrays  # noqa: F401
+from gluonres.data.arrays import JPEG_CAVEAT, Data, ImageArrays  # noqa: F401
 from gluonres.data.augment import epoch_batches, random_crop_flip  # noqa: F401
 from gluonres.data.preprocess import REFERENCE, Preprocess  # noqa: F401
 from gluonres.data.recordio import RECORDIO_META, pack_recordio, read_recordio  # noqa: F401

@@ -9,6 +9,7 @@ import importlib
 
 from gluonres.errors import GluonresError
 
+
 #: The reproducible experiments, in notebook order.
 EXPERIMENTS = ("degradation", "shortcuts", "bottleneck", "depth", "responses", "identity",
                "deployment")

@@ -24,13 +24,14 @@ from tqdm import tqdm
 
 from gluonres import data as data_module
 from gluonres import train as training
-from gluonres._files import write_text
+from gluonres._files import refuse_existing, write_text
 from gluonres.analysis.summary import summary
+from gluonres.data import JPEG_CAVEAT
 from gluonres.errors import GluonresError, TrainingDivergedError
 from gluonres.experiments import scales
 from gluonres.machine import machine, utc_now
-from gluonres.models.init import he_initialize
 from gluonres.models import get_model, model_spec
+from gluonres.models.init import he_initialize
 
 
 NAME = "backbones"
@@ -223,11 +224,6 @@ def format_table(record):
 
 
 # ---------------------------------------------------------------------------- training
-#: The JPEG caveat written beside every accuracy measured on the shared CIFAR-10.
-JPEG_CAVEAT = ("CIFAR-10 stored as JPEG: compression artifacts cost about 10 points of "
-               "accuracy against the lossless set (the shared reference ResNet-20 weights "
-               "score 81.03% on this copy); compare these numbers with each other, not "
-               "with published CIFAR-10 results")
 
 
 @dataclass(frozen=True)
@@ -497,9 +493,7 @@ def run(scale="smoke", data=None, out="results", models=TRAIN_MODELS, force=Fals
     """
     scale = scale if isinstance(scale, TrainScale) else get_scale(scale)
     path = record_path(scale.name, out)
-    if os.path.exists(path) and not force:
-        raise GluonresError(f"{path} already exists; pass --force to replace it or --out "
-                            "another folder")
+    refuse_existing(path, force, "pass --force to replace it or --out another folder")
     started, start = utc_now(), time.time()
     comparison = train_comparison(scale, data, models, progress=progress)
     table = backbone_table(throughput=scale.throughput, progress=progress)

@@ -5,8 +5,7 @@ import json
 import os
 import time
 
-from gluonres._files import json_default, write_text
-from gluonres.errors import GluonresError
+from gluonres._files import json_default, refuse_existing, write_text
 from gluonres.experiments.runs import Runner
 from gluonres.experiments.scales import SHARED_CIFAR, get_scale
 from gluonres.machine import machine, utc_now
@@ -15,6 +14,19 @@ from gluonres.machine import machine, utc_now
 def record_path(name, scale, out="results"):
     """``out/NAME-SCALE.json``."""
     return os.path.join(out, f"{name}-{scale}.json")
+
+
+def check_new_records(names, scale, out="results", force=False):
+    """Refuse, before anything runs, to replace the records of experiments ``names``.
+
+    Raises
+    ------
+    GluonresError
+        If a record exists and ``force`` is off.
+    """
+    refuse_existing([record_path(n, scale, out) for n in names], force,
+                    "pass --force to replace it (finished training runs are reused, so "
+                    "this is quick)")
 
 
 def load_record(name, scale="cpu", out="results"):
@@ -65,9 +77,7 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
     """
     scale = get_scale(scale)
     path = record_path(module.NAME, scale.name, out)
-    if os.path.exists(path) and not force:
-        raise GluonresError(f"{path} already exists; pass --force to replace it (finished "
-                            "training runs are reused, so this is quick)")
+    check_new_records([module.NAME], scale.name, out, force)
     runner = Runner(scale, data, out, work, progress)
     started, start = utc_now(), time.time()
     body = module.compute(runner)

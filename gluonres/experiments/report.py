@@ -10,10 +10,11 @@ import glob
 import json
 import os
 
+from gluonres.data import JPEG_CAVEAT
 from gluonres.errors import GluonresError
 from gluonres.experiments import EXPERIMENTS, get
 from gluonres.experiments.records import other_runs
-from gluonres.experiments.scales import JPEG_CAVEAT, SCALES
+from gluonres.experiments.scales import SCALES
 
 
 HEADER = """# Results

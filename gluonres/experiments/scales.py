@@ -5,14 +5,8 @@ import os
 
 from gluonres import data as data_module
 from gluonres import train as training
+from gluonres.data import JPEG_CAVEAT
 from gluonres.errors import GluonresError
-
-
-#: The JPEG caveat written beside every number measured on the shared CIFAR-10.
-JPEG_CAVEAT = ("CIFAR-10 stored as JPEG: compression artifacts cost about 10 points of "
-               "accuracy against the lossless set the papers used (the reference ResNet-20 "
-               "scores 91.7% on lossless CIFAR-10 and 81.03% on this copy); compare our "
-               "numbers with each other, and with the papers' only with this caveat")
 
 
 SHARED_CIFAR = "../shared/data/cifar10-jpg.tar.gz"

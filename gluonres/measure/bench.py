@@ -28,9 +28,8 @@ from gluonres.errors import GluonresError
 from gluonres.machine import machine, threads
 from gluonres.measure.peers import DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, Peers, _gluoncv
 from gluonres.measure.timing import gemm_gflops, interleaved, local
-from gluonres.models import get_model
+from gluonres.models import get_model, model_info
 from gluonres.models.init import he_initialize
-from gluonres.models import model_info
 from gluonres.train import speed
 
 

@@ -8,6 +8,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from gluonres.data import JPEG_CAVEAT
 from gluonres.deploy.quantize import fuse_fp32
 from gluonres.errors import GluonresError
 from gluonres.machine import machine
@@ -136,9 +137,7 @@ def report_table(record):
         f"- Calibration: {c['images']} images of {c['data']} (split {c['split']}), "
         f"{c['selection']}, seed {c['seed']}; {c['mode']} ranges, {c['quantized_dtype']} "
         f"dtype, kept in FP32: {', '.join(c['excluded']) or 'nothing'}.",
-        "- The test set is the real CIFAR-10 stored as JPEG: networks trained on lossless "
-        "CIFAR-10 lose about 10 points on it (ResNet-20 reference weights: 81.03% here, "
-        "91.7% on the lossless test set); compare with paper numbers only with that caveat.",
+        f"- The test set is the real CIFAR-10, {JPEG_CAVEAT}.",
         f"- Weights: {r.get('weights')}. Machine: {m['cpu']}, {m['cores']} cores, "
         f"OMP_NUM_THREADS={m['omp_num_threads']}, load average {_load_1min(m):.1f} "
         f"at the end, mxnet {m['mxnet']}; throughput measured side by side in one run "

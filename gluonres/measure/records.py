@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 
-from gluonres._files import atomic_path, write_text
+from gluonres._files import atomic_path, refuse_existing, write_text
 from gluonres.errors import GluonresError
 
 
@@ -57,10 +57,8 @@ def record_run(run_dir, name, results_dir="results", bench=None, force=False):
              "csv": os.path.join(results_dir, f"{name}.csv"),
              "curve": os.path.join(results_dir, f"{name}.png"),
              "weights": os.path.join(results_dir, "weights", f"{name}.params")}
-    existing = [p for p in paths.values() if os.path.exists(p)]
-    if existing and not force:
-        raise GluonresError(f"{existing[0]!r} already exists; choose another name or pass "
-                            "--force to replace the record")
+    refuse_existing(paths.values(), force,
+                    "choose another name or pass --force to replace the record")
     record = {"name": name, "command": history.get("info", {}).get("command"),
               "model": history["model"], "data": history["data"],
               "machine": history["machine"], "started": history["started"],

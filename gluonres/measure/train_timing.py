@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from gluonres.data.preprocess import Preprocess
 from gluonres.machine import machine
-from gluonres.models.init import he_initialize
 from gluonres.models import model_info
+from gluonres.models.init import he_initialize
 from gluonres.train.config import recipe
 from gluonres.train.step import input_stream, prepare, train_step
 
