@@ -12,6 +12,7 @@ import sys
 
 from gluonres.cli import main
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = os.path.join(REPO, "..", "shared", "data", "cifar10-jpg.tar.gz")
 

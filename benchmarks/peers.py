@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -47,6 +48,7 @@ def setup_openvino(req):
     import openvino as ov
     core = ov.Core()
     model = core.read_model(req["onnx"])
+    model.reshape(req["shape"])  # the exported batch dimension is dynamic; fix it
     compiled = core.compile_model(model, "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": req["threads"],
         "INFERENCE_PRECISION_HINT": "f32"})

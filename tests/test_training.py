@@ -294,9 +294,9 @@ def test_batch_larger_than_the_data(digits):
 
 
 def test_throughput_measures_both_inputs_side_by_side(digits):
-    from gluonres.measure.train_timing import throughput
-    result = throughput(resnet8(), small(digits), fast(), iterations=2, rounds=2,
-                        progress=False)
+    from gluonres.measure.timing import train_throughput
+    result = train_throughput(resnet8(), small(digits), fast(), iterations=2, rounds=2,
+                              progress=False)
     assert len(result["real_img_s_blocks"]) == len(result["synthetic_img_s_blocks"]) == 2
     assert result["real_img_s"] > 0 and result["synthetic_img_s"] > 0
     assert result["ratio"] == pytest.approx(result["real_img_s"] / result["synthetic_img_s"])

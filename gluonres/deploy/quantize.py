@@ -1,10 +1,12 @@
-"""INT8 quantization with oneDNN (MKLDNN), and the FP32-vs-INT8 comparison.
+"""INT8 quantization with oneDNN (MKLDNN): the one INT8 path of gluonres.
 
 mxnet 1.9.1 quantizes through its MKLDNN subgraph backend: ``MKLDNN_QUANTIZE`` fuses
 convolution + BatchNorm (+ residual sum) + ReLU into one node, the quantization pass
 turns those nodes into int8 ones, and calibration on real images fixes each layer's
 int8 range. The quantized graph is written as an ordinary symbol/params pair and loads
-again with :func:`gluonres.runtime.load_symbol_block`.
+again with :func:`gluonres.deploy.runtime.load_symbol_block`. ``gluonres export
+--int8`` writes it; ``gluonres bench`` and ``gluonres int8-bench`` time that export
+(:mod:`gluonres.measure`).
 """
 import json
 import os
@@ -86,7 +88,7 @@ def calibration_images(root, count=CALIB_IMAGES, seed=CALIB_SEED, spec=None,
     seed : int
     spec : dict, optional
         The manifest's ``image`` (size and resize rule); images are fitted with
-        :func:`gluonres.runtime.fit_image` exactly as ``predict`` fits them.
+        :func:`gluonres.deploy.runtime.fit_image` exactly as ``predict`` fits them.
     mode : {'naive', 'entropy'}
         Calibration mode (see :class:`Calibration`).
 
@@ -156,5 +158,3 @@ def _first_conv(fused):
     data = {i for i, n in enumerate(nodes) if n["op"] == "null" and n["name"] == "data"}
     return [n["name"] for n in nodes
             if n["op"] == "_sg_mkldnn_conv" and any(src in data for src, *_ in n["inputs"])]
-
-

@@ -1,8 +1,9 @@
 """Run an exported network from its files alone: ``manifest.json``, symbol and params.
 
-This is the deployment side of :mod:`gluonres.deploy`. It imports mxnet, numpy and two
-small gluonres helpers (:mod:`~gluonres.errors`, :mod:`~gluonres.preprocess`), never the
-model code: an export is loaded as a ``SymbolBlock`` and needs nothing that built it.
+This is the deployment side of :mod:`gluonres.deploy`. It imports mxnet, numpy and small
+gluonres helpers (:mod:`~gluonres.errors`, :mod:`~gluonres.data.preprocess`,
+:mod:`~gluonres.machine`), never the model code: an export is loaded as a ``SymbolBlock``
+and needs nothing that built it. :func:`onnx_session` runs its ONNX file instead.
 
 The manifest makes the preprocessing explicit (nothing is baked into the graph)::
 
@@ -18,6 +19,7 @@ import numpy as np
 from gluonres._files import sha256_of
 from gluonres.data.preprocess import Preprocess
 from gluonres.errors import CorruptFileError, DataError, GluonresError
+from gluonres.machine import threads
 
 
 #: File name of the manifest inside an export folder.
@@ -289,3 +291,28 @@ def load_exported(folder, variant="fp32", ctx=None):
                             os.path.join(folder, files[params_key]), ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     return Exported(folder, manifest, variant, net)
+
+
+def onnx_session(path):
+    """An ONNX Runtime CPU session for an ONNX file, on the threads mxnet uses.
+
+    Parameters
+    ----------
+    path : str
+        An ``.onnx`` file, e.g. the one ``gluonres export --onnx`` writes.
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+
+    Raises
+    ------
+    ImportError
+        If ``onnxruntime`` is not installed (the ``[test]`` extra).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads()  # the same threads as mxnet, for comparisons
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

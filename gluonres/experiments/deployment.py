@@ -89,21 +89,12 @@ def export_roundtrip(model="resnet20_cifar", batch=8):
         ours = net(x).asnumpy()
         fp32 = runtime.load_exported(folder, "fp32").net(x).asnumpy()
         int8 = runtime.load_exported(folder, "int8").net(x).asnumpy()
-        onnx_out = _onnx_session(paths["onnx"]).run(None, {"data": x.asnumpy()})[0]
+        onnx_out = runtime.onnx_session(paths["onnx"]).run(None, {"data": x.asnumpy()})[0]
         return {"model": model, "batch": batch,
                 "files": {os.path.basename(p): os.path.getsize(p) for p in paths.values()},
                 "runtime_max_abs_diff": float(np.abs(fp32 - ours).max()),
                 "onnx_max_abs_diff": float(np.abs(onnx_out - ours).max()),
                 "int8_top1_agreement": float((int8.argmax(1) == ours.argmax(1)).mean())}
-
-
-def _onnx_session(path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def int8_accuracy(out="results"):

@@ -4,9 +4,10 @@ For each model it times batch-``N`` forward throughput, training-step throughput
 batch-1 latency of
 
 * gluonres imperative (no hybridization) and gluonres hybridized
-  (:func:`gluonres.speed.for_inference` / :func:`~gluonres.speed.for_training`),
+  (:func:`gluonres.train.speed.for_inference` / :func:`~gluonres.train.speed.for_training`),
 * the closest GluonCV model, hybridized with static memory,
-* ONNX Runtime on the exported graph, and the INT8 graph of mxnet's oneDNN quantization,
+* the model as ``gluonres export`` writes it (:mod:`gluonres.deploy`): its ONNX file under
+  ONNX Runtime, and its oneDNN INT8 graph,
 * optional peers from a separate interpreter (``benchmarks/peers.py``): OpenVINO on the
   same ONNX file and PyTorch eager on the same architecture; they are skipped with a
   note when that interpreter or package is missing,
@@ -14,7 +15,7 @@ batch-1 latency of
 plus an fp32 GEMM on the same threads as the machine's measured ceiling. Each variant is
 warmed up first (excluded); then every repeat runs all variants one after the other, so
 a change in background load hits all of them alike, and the median over repeats is
-reported.
+reported (:func:`gluonres.measure.timing.interleaved`).
 """
 import os
 import tempfile
@@ -23,11 +24,15 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from gluonres import deploy
 from gluonres.analysis.summary import summary
+from gluonres.data.preprocess import Preprocess
+from gluonres.deploy import runtime
+from gluonres.deploy.quantize import Calibration
 from gluonres.errors import GluonresError
 from gluonres.machine import machine, threads
-from gluonres.measure.peers import DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, Peers, _gluoncv
-from gluonres.measure.timing import gemm_gflops, interleaved, local
+from gluonres.measure.peers import DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, Peers, gluoncv_net
+from gluonres.measure.timing import forward, gemm_gflops, interleaved, local
 from gluonres.models import get_model, model_info
 from gluonres.models.init import he_initialize
 from gluonres.train import speed
@@ -42,82 +47,84 @@ KEYS = ("hybrid_fwd_img_s", "imperative_fwd_img_s", "gluoncv_fwd_img_s",
 
 
 # ---------------------------------------------------------------------------- variants
-def _net(name, seed=0):
+def build_net(name, seed=0):
+    """Registered model ``name``, He-initialised with ``seed``, its shapes inferred."""
     net = get_model(name)
     he_initialize(net, seed)
     net.infer_shape(mx.nd.zeros(model_info(net).input_shape()))
     return net
 
 
-def _forward(block, x):
-    return lambda: block(x).wait_to_read()
+def backward_pass(block, loss_fn):
+    """``forward_backward(x, y)``: the loss of ``block`` and its gradients, by autograd."""
+    def forward_backward(x, y):
+        with autograd.record():
+            loss = loss_fn(block(x), y)
+        loss.backward()
+    return forward_backward
 
 
-def _train_step(block, params, x, y, next_batch=None):
-    """One SGD step of ``block`` on the fixed batch ``(x, y)``, or on ``next_batch()``."""
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+def sgd_step(params, forward_backward, x, y, next_batch=None):
+    """One SGD step on the fixed batch ``(x, y)`` or on ``next_batch()``, waited for.
+
+    Parameters
+    ----------
+    params : mxnet.gluon.ParameterDict
+        What the step updates (momentum 0.9, weight decay 1e-4, learning rate 0.01).
+    forward_backward : callable
+        Computes the gradients of ``params`` on a batch, e.g. :func:`backward_pass`.
+    x, y : mxnet.nd.NDArray
+    next_batch : callable, optional
+        Returns the next ``(x, y)``; the batch size stays that of ``x``.
+
+    Returns
+    -------
+    callable
+        One step per call.
+    """
     trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.01, "momentum": 0.9,
                                             "wd": 1e-4})
     batch = x.shape[0]
 
     def step():
-        bx, by = next_batch() if next_batch else (x, y)
-        with autograd.record():
-            loss = loss_fn(block(bx), by)
-        loss.backward()
+        forward_backward(*(next_batch() if next_batch else (x, y)))
         trainer.step(batch)
         mx.nd.waitall()
     return step
 
 
-def _export_onnx(net, shape, folder):
-    """ONNX file of ``net``'s graph at a fixed input shape (mxnet's exporter).
+def _train(name, block, x, y, next_batch=None):
+    """A timer for :func:`sgd_step` calls training ``block`` on ``(x, y)`` or ``next_batch()``."""
+    forward_backward = backward_pass(block, gluon.loss.SoftmaxCrossEntropyLoss())
+    return local(name, sgd_step(block.collect_params(), forward_backward, x, y, next_batch),
+                 x.shape[0])
 
-    Kept minimal on purpose: gluonres.deploy owns exporting; switch to it once it writes
-    ONNX.
+
+def _onnxruntime(name, folder, x):
+    """ONNX Runtime on ``name``'s ONNX file as ``gluonres export --onnx`` writes it.
+
+    Returns the file and a callable running the batch ``x``.
     """
-    import onnx
-    sym = net(mx.sym.var("data"))
-    params = {name: p.data() for name, p in net.collect_params().items()}
-    path = os.path.join(folder, "model.onnx")
-    mx.onnx.export_model(sym, params, [shape], [np.float32], path)
-    # mxnet lists the weights among the graph inputs too, which stops ONNX Runtime and
-    # OpenVINO from folding them as constants (BatchNorm into convolution): the peers
-    # get the graph at its best
-    model = onnx.load(path)
-    weights = {init.name for init in model.graph.initializer}
-    for inp in [i for i in model.graph.input if i.name in weights]:
-        model.graph.input.remove(inp)
-    onnx.save(model, path)
-    return path
+    path = deploy.export(build_net(name), folder, onnx=True)["onnx"]
+    session = runtime.onnx_session(path)
+    feed = {session.get_inputs()[0].name: x.asnumpy()}
+    return path, lambda: session.run(None, feed)
 
 
-def _int8(net, x, calib_batches=4):
-    """mxnet's oneDNN INT8 graph of ``net``, naive (min/max) calibration.
+def _int8(name, folder, calib_images):
+    """``name``'s INT8 graph as ``gluonres export --int8`` writes it, loaded back.
 
-    Calibrated on synthetic batches: this measures speed only (gluonres.deploy's INT8
-    export calibrates on real images and measures accuracy).
+    Calibrated on random images whose preprocessing maps pixels to [-1, 1], the range of
+    the timed input: this measures speed only (``gluonres int8-bench`` calibrates on real
+    images and measures accuracy).
     """
-    from mxnet.contrib.quantization import quantize_net_v2
-    calib = mx.io.NDArrayIter(mx.nd.random.uniform(-1, 1, shape=(calib_batches * x.shape[0],
-                                                                 *x.shape[1:])),
-                              batch_size=x.shape[0])
-    qnet = quantize_net_v2(net, quantized_dtype="auto",
-                           exclude_layers_match=["stem_conv"], calib_data=calib,
-                           calib_mode="naive", num_calib_examples=calib_batches * x.shape[0],
-                           ctx=mx.cpu())
-    qnet.hybridize(static_alloc=True, static_shape=True)
-    return qnet
-
-
-def _onnxruntime(path, x, n_threads):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = n_threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: x.asnumpy()}
-    return lambda: sess.run(None, feed)
+    net = build_net(name)
+    size = model_info(net).input_shape()[2:]
+    images = np.random.RandomState(0).randint(0, 256, (calib_images, *size, 3), np.uint8)
+    deploy.export(net, folder, preprocess=Preprocess(mean=(0.5,) * 3, std=(0.5,) * 3),
+                  calibration=Calibration(images, {"data": "random uint8 images",
+                                                   "seed": 0}))
+    return runtime.load_exported(folder, "int8").net
 
 
 def _real_data_batches(spec, batch):
@@ -125,8 +132,8 @@ def _real_data_batches(spec, batch):
 
     Loaded with :func:`gluonres.data.load` (``spec``: ``cifar10``, ``digits`` or a
     path), augmented (pad-crop-flip) and normalised by the training pipeline itself
-    (:func:`gluonres.training.input_stream`), so the
-    measurement includes everything a real epoch spends outside the network.
+    (:func:`gluonres.train.input_stream`), so the measurement includes everything a real
+    epoch spends outside the network.
 
     Returns
     -------
@@ -135,7 +142,6 @@ def _real_data_batches(spec, batch):
     """
     from gluonres import data
     from gluonres import train as training
-    from gluonres.data.preprocess import Preprocess
     dataset = data.load(spec, progress=False)
     config = training.TrainConfig(batch_size=batch)
     preprocess = Preprocess.fit(dataset.train.images, config.normalize)
@@ -159,7 +165,7 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         A data spec (``cifar10``, ``digits``, a path): also time the training step fed
         by the training pipeline with that data.
     """
-    net = _net(name)
+    net = build_net(name)
     shape = model_info(net).input_shape(batch)
     x = mx.nd.random.uniform(-1, 1, shape=shape)
     y = mx.nd.array(np.arange(batch) % net.classes)
@@ -167,27 +173,31 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     fwd, train = [], []
 
     # forward throughput at `batch`
-    fwd.append(local("hybrid_fwd", _forward(speed.for_inference(net, batch), x), batch))
-    fwd.append(local("imperative_fwd", _forward(_net(name), x), batch))
+    fwd.append(forward("hybrid_fwd", speed.for_inference(net, batch), x))
+    fwd.append(forward("imperative_fwd", build_net(name), x))
     peer_name = GLUONCV_PEERS.get(name)
     if peer_name:
-        gcv_fwd = _gluoncv(peer_name)
+        gcv_fwd = gluoncv_net(peer_name)
         gcv_fwd.hybridize(static_alloc=True, static_shape=True)
-        fwd.append(local("gluoncv_fwd", _forward(gcv_fwd, x), batch))
+        fwd.append(forward("gluoncv_fwd", gcv_fwd, x))
         notes["gluoncv"] = peer_name
     else:
         notes["gluoncv"] = f"no GluonCV counterpart of {name}"
     with tempfile.TemporaryDirectory(prefix="gluonres-bench-") as tmp:
+        # onnx and onnxruntime are the [test] extra: the exporter refuses without onnx
         try:
-            onnx_path = _export_onnx(net, shape, tmp)
-            fwd.append(local("onnxruntime_fwd", _onnxruntime(onnx_path, x, threads()),
-                             batch))
-        except ImportError as err:  # onnx/onnxruntime are the [test] extra
+            onnx_path, run_onnx = _onnxruntime(name, os.path.join(tmp, "onnx"), x)
+            fwd.append(local("onnxruntime_fwd", run_onnx, batch))
+        except GluonresError as err:
+            onnx_path = None
+            notes["onnxruntime"] = f"skipped: {err}"
+        except ImportError as err:
             onnx_path = None
             notes["onnxruntime"] = (f"skipped: {err.name} is not installed "
                                     "(pip install 'gluonres[test]')")
         try:
-            fwd.append(local("int8_fwd", _forward(_int8(net, x), x), batch))
+            fwd.append(forward("int8_fwd", _int8(name, os.path.join(tmp, "int8"), 4 * batch),
+                               x))
         except mx.base.MXNetError as err:
             notes["int8"] = f"skipped: quantization failed: {str(err).splitlines()[0]}"
         torch_kwargs = {"model": name, "batch": batch, "threads": threads(),
@@ -201,12 +211,8 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         # training-step throughput at `batch`
         # a network of its own: training changes the weights, and the fused inference
         # graph of `net` would refold its BatchNorms after every change
-        fast = speed.for_training(_net(name))
-        train.append(local("hybrid_train", _train_step(fast, fast.collect_params(), x, y),
-                           batch))
-        imp = _net(name)
-        train.append(local("imperative_train",
-                           _train_step(imp, imp.collect_params(), x, y), batch))
+        train.append(_train("hybrid_train", speed.for_training(build_net(name)), x, y))
+        train.append(_train("imperative_train", build_net(name), x, y))
         if peer_name:
             # GluonCV as its training scripts run it (hybridize()), with static memory,
             # and imperative: what makes its hybridized step slow
@@ -214,28 +220,25 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
                                    ("gluoncv_static_train", {"static_alloc": True,
                                                              "static_shape": True}),
                                    ("gluoncv_imperative_train", None)):
-                gcv = _gluoncv(peer_name)
+                gcv = gluoncv_net(peer_name)
                 if flags is not None:
                     gcv.hybridize(**flags)
-                train.append(local(variant, _train_step(gcv, gcv.collect_params(), x, y),
-                                   batch))
+                train.append(_train(variant, gcv, x, y))
         if peers is not None:
             t = peers.timer("torch_train", batch, **torch_kwargs)
             if t is not None:
                 train.append(t)
         if real_data:
             # the same step as hybrid_train, fed by the training pipeline
-            real = speed.for_training(_net(name))
-            train.append(local("realdata_train",
-                               _train_step(real, real.collect_params(), x, y,
-                                           _real_data_batches(real_data, batch)), batch))
+            train.append(_train("realdata_train", speed.for_training(build_net(name)), x, y,
+                                _real_data_batches(real_data, batch)))
             notes["realdata"] = f"training batches from {real_data} (augmented, normalised)"
 
-        errors = interleaved(fwd + train, repeats, warmup, iters, progress)
+        errors = interleaved(fwd + train, repeats, warmup, iters, progress, drop_failing=True)
 
         # batch-1 latency of the hybridized graph: median over single calls
         one = mx.nd.random.uniform(-1, 1, shape=model_info(net).input_shape(1))
-        latency = local("latency1", _forward(speed.for_inference(net, 1), one), 1)
+        latency = forward("latency1", speed.for_inference(net, 1), one)
         interleaved([latency], max(20, 4 * repeats), warmup + 3, 1)
         latency_ms = 1000 / latency.median_rate()
 

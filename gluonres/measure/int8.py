@@ -3,15 +3,18 @@ with its report (``gluonres int8-bench``).
 """
 import json
 import os
-import time
+import sys
+import tempfile
 
 import mxnet as mx
-import numpy as np
 
 from gluonres.data import JPEG_CAVEAT
-from gluonres.deploy.quantize import fuse_fp32
+from gluonres.data import resolve_root
+from gluonres.deploy.exporter import export_weights
+from gluonres.deploy.quantize import CALIB_IMAGES, CALIB_MODE, CALIB_SEED, fuse_fp32
 from gluonres.errors import GluonresError
 from gluonres.machine import machine
+from gluonres.measure.timing import forward, interleaved
 
 
 #: The issue's targets for INT8 against FP32 hybridized.
@@ -19,40 +22,6 @@ MAX_DROP_POINTS, MIN_SPEEDUP = 0.5, 2.5
 
 
 # ------------------------------------------------------------------- comparison
-def throughput(nets, batch, repeats=7, iters=10, warmup=3):
-    """Images per second of several networks, measured side by side in one run.
-
-    Each repeat runs every network in turn (round robin), so machine load drifts over
-    all of them alike; warm-up iterations (graph building, memory planning) are excluded
-    and the median repeat is reported.
-
-    Parameters
-    ----------
-    nets : dict of str to callable
-        Map NCHW input to output NDArray.
-    batch : mxnet.nd.NDArray
-        The input batch.
-    repeats, iters, warmup : int
-
-    Returns
-    -------
-    dict of str to float
-        Median img/s per network.
-    """
-    for net in nets.values():
-        for _ in range(warmup):
-            net(batch).wait_to_read()
-    rates = {name: [] for name in nets}
-    for _ in range(repeats):
-        for name, net in nets.items():
-            start = time.perf_counter()
-            for _ in range(iters):
-                out = net(batch)
-            out.wait_to_read()
-            rates[name].append(iters * batch.shape[0] / (time.perf_counter() - start))
-    return {name: float(np.median(r)) for name, r in rates.items()}
-
-
 def compare(folder, test_root, batch_size=64, repeats=7, progress=True):
     """FP32 vs INT8 test accuracy and throughput of an export written with ``--int8``.
 
@@ -100,7 +69,11 @@ def compare(folder, test_root, batch_size=64, repeats=7, progress=True):
     record["accuracy_drop_points"] = 100 * (record["fp32_accuracy"] - record["int8_accuracy"])
 
     batch = fp32.preprocess(mx.nd.stack(*[test[i][0] for i in range(batch_size)]))
-    rates = throughput(nets, batch, repeats=repeats)
+    # side by side, round robin: 3 warm-up calls (graph building, memory planning)
+    # excluded, then the median of `repeats` samples of 10 calls
+    timers = [forward(name, net, batch) for name, net in nets.items()]
+    interleaved(timers, repeats, 3, 10)
+    rates = {t.name: t.median_rate() for t in timers}
     record.update({f"{name}_img_s": rate for name, rate in rates.items()})
     record["int8_vs_fp32"] = rates["int8"] / rates["fp32"]
     record["int8_vs_fp32_fused"] = rates["int8"] / rates["fp32_fused"]
@@ -199,3 +172,59 @@ def docs_table_slot(docs, model):
                             "table belongs, or leave out --docs")
     head, rest = text.split(begin, 1)
     return head + begin + "\n", end + rest.split(end, 1)[1]
+
+
+# ------------------------------------------------------------------- the whole bench
+def int8_bench(model, weights, data, out="results", docs=None, export_dir=None, batch_size=64,
+               repeats=7, mean=None, std=None, calib_images=CALIB_IMAGES,
+               calib_seed=CALIB_SEED, calib_mode=CALIB_MODE, command=None, progress=True,
+               **model_kwargs):
+    """Export ``weights`` as FP32 and INT8 graphs, :func:`compare` them on ``data`` and
+    write the report: what ``gluonres int8-bench`` does.
+
+    Parameters
+    ----------
+    model : str
+        Registered name.
+    weights : str
+        Trained weights (recording their normalisation, or pass ``mean`` and ``std``).
+    data : str
+        Image-folder root (or ``.tar.gz``) with ``train/`` (calibration) and ``test/``.
+    out : str, default 'results'
+        Folder for ``int8-MODEL.json`` and ``.md`` (:func:`write_report`).
+    docs : str, optional
+        Markdown file whose int8 table is updated; its markers are checked first.
+    export_dir : str, optional
+        Keep the export here; by default it goes to a temporary folder.
+    batch_size, repeats : int
+        Throughput batch and timed repeats (:func:`compare`).
+    mean, std, calib_images, calib_seed, calib_mode, **model_kwargs
+        As for :func:`gluonres.deploy.exporter.export_weights`.
+    command : str, optional
+        The command line, kept in the record.
+    progress : bool, default True
+
+    Returns
+    -------
+    dict
+        ``model``, the weights' path and SHA-256, :func:`compare`'s record, ``command`` and
+        ``written`` (the paths of the report).
+    """
+    root = resolve_root(data)
+    if docs:
+        docs_table_slot(docs, model)  # fail before minutes of work
+    with tempfile.TemporaryDirectory(prefix="gluonres-int8-") as tmp:
+        folder = export_dir or tmp
+        print(f"exporting the FP32 and INT8 graphs to {folder}", file=sys.stderr, flush=True)
+        paths = export_weights(model, folder, weights, mean=mean, std=std, calib_data=root,
+                               calib_images=calib_images, calib_seed=calib_seed,
+                               calib_mode=calib_mode, **model_kwargs)
+        with open(paths["manifest"]) as f:
+            source = json.load(f)["source"]
+        print(f"measuring accuracy on {data} and throughput at batch {batch_size}",
+              file=sys.stderr, flush=True)
+        record = compare(folder, root, batch_size=batch_size, repeats=repeats,
+                         progress=progress)
+    record = {"model": model, **source, **record, "command": command}
+    record["written"] = write_report(record, out, docs=docs)
+    return record

@@ -4,13 +4,13 @@ import gc
 import json
 import subprocess
 import sys
-import time
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
+from mxnet import gluon
 
-from gluonres.measure.bench import _net
+from gluonres.measure.bench import backward_pass, build_net, sgd_step
+from gluonres.measure.timing import interleaved, local
 from gluonres.models import model_info
 from gluonres.train import speed
 
@@ -33,12 +33,10 @@ def memory_child(model, batch, steps, mode):
     mark is reset after building (``/proc/self/clear_refs``) and the reported peak is
     the training steps' own.
     """
-    net = _net(model)
+    net = build_net(model)
     x = mx.nd.random.uniform(-1, 1, shape=model_info(net).input_shape(batch))
     y = mx.nd.array(np.arange(batch) % net.classes)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4})
     mx.nd.waitall()
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
@@ -47,22 +45,13 @@ def memory_child(model, batch, steps, mode):
     if mode == "checkpointed":
         forward_backward = speed.CheckpointedStep(net, loss_fn)
     else:
-        block = speed.for_training(net)
-
-        def forward_backward(x, y):
-            with autograd.record():
-                loss = loss_fn(block(x), y)
-            loss.backward()
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        forward_backward(x, y)
-        trainer.step(batch)
-        mx.nd.waitall()
-        seconds.append(time.perf_counter() - start)
+        forward_backward = backward_pass(speed.for_training(net), loss_fn)
+    # no warm-up: the first step's planning and allocation belong in the peak
+    timer = local(mode, sgd_step(net.collect_params(), forward_backward, x, y), batch)
+    interleaved([timer], steps, 0, 1)
     peak = _status_mb("VmHWM")
     print(json.dumps({"mode": mode, "peak_rss_mb": peak, "rss_before_mb": before,
-                      "seconds_per_step": seconds}))
+                      "seconds_per_step": timer.seconds}))
 
 
 def memory(model="resnet1202_cifar", batch=128, steps=3):

@@ -19,7 +19,8 @@ GLUONCV_PEERS = {
 }
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the source checkout: this file is gluonres/measure/peers.py in it
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 PEERS_SCRIPT = os.path.join(REPO, "benchmarks", "peers.py")
@@ -28,7 +29,8 @@ PEERS_SCRIPT = os.path.join(REPO, "benchmarks", "peers.py")
 DEFAULT_PEERS_PYTHON = os.path.join(REPO, ".venv-peers", "bin", "python")
 
 
-def _gluoncv(name):
+def gluoncv_net(name):
+    """GluonCV's model ``name``, He-initialised like gluonres's own (seed 0)."""
     from gluoncv.model_zoo import get_model as gluoncv_model
     net = gluoncv_model(name, pretrained=False)
     he_initialize(net, 0)

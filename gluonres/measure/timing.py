@@ -1,21 +1,53 @@
-"""Timing: variants timed round by round, interleaved, so that a slow spell of the machine
-falls on every variant alike.
+"""Timing, one way for every measurement: warm-up calls excluded, then the variants timed
+round by round, interleaved, so that a slow spell of the machine falls on every variant
+alike; the median sample is the figure.
+
+:class:`Timer` is a named workload, :func:`local` and :func:`forward` make one for work in
+this process, :func:`interleaved` times several side by side. :func:`train_throughput`
+times the training step on real against synthetic batches with them.
 """
 import time
 
 import mxnet as mx
 import numpy as np
+from mxnet import gluon
+from tqdm import tqdm
+
+from gluonres.data.preprocess import Preprocess
+from gluonres.machine import machine
+from gluonres.models import model_info
+from gluonres.models.init import he_initialize
+from gluonres.train.config import recipe
+from gluonres.train.step import input_stream, prepare, train_step
 
 
 # ---------------------------------------------------------------------------- timing
 class Timer:
-    """A named workload: ``run(iters)`` returns the seconds ``iters`` calls took."""
+    """A named workload: ``run(iters)`` returns the seconds ``iters`` calls took.
+
+    Attributes
+    ----------
+    name : str
+    images : int
+        Images per call.
+    seconds : list of float
+        Each timed sample's seconds.
+    samples : list of float
+        Each timed sample's images per second.
+    """
 
     def __init__(self, name, run, images_per_call):
         self.name, self.run, self.images = name, run, images_per_call
-        self.samples = []
+        self.seconds, self.samples = [], []
+
+    def time(self, iters):
+        """Time one sample of ``iters`` calls and keep it."""
+        seconds = self.run(iters)
+        self.seconds.append(seconds)
+        self.samples.append(iters * self.images / seconds)
 
     def median_rate(self):
+        """Median images per second over the samples (``None`` before any)."""
         return float(np.median(self.samples)) if self.samples else None
 
 
@@ -29,23 +61,43 @@ def local(name, fn, images):
     return Timer(name, run, images)
 
 
-def interleaved(timers, repeats, warmup, iters, progress=None):
+def forward(name, block, x):
+    """A timer for forward passes of ``block`` on the batch ``x``, each waited for."""
+    return local(name, lambda: block(x).wait_to_read(), x.shape[0])
+
+
+def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False):
     """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
 
-    Each sample is images per second over ``iters`` calls; a timer that fails is dropped
-    with its error recorded instead of aborting the others.
+    Parameters
+    ----------
+    timers : list of Timer
+        Each collects ``repeats`` samples of ``iters`` calls.
+    repeats, warmup, iters : int
+        Timed rounds, untimed calls per timer first, calls per sample.
+    progress : callable, optional
+        Called as ``progress(round, repeats)`` after each round.
+    drop_failing : bool, default False
+        A timer whose warm-up raises is removed from ``timers`` and its error recorded,
+        instead of aborting the others (optional peers).
+
+    Returns
+    -------
+    dict of str to str
+        The errors of dropped timers, by name.
     """
     errors = {}
     for t in list(timers):
         try:
             t.run(warmup)
-        except Exception as err:  # a peer's failure must not lose the other numbers
+        except Exception as err:
+            if not drop_failing:
+                raise
             errors[t.name] = f"{type(err).__name__}: {err}"
             timers.remove(t)
     for r in range(repeats):
         for t in timers:
-            seconds = t.run(iters)
-            t.samples.append(iters * t.images / seconds)
+            t.time(iters)
         if progress:
             progress(r + 1, repeats)
     return errors
@@ -59,13 +111,68 @@ def gemm_gflops(n=2048, repeats=5):
     """
     a = mx.nd.random.uniform(shape=(n, n))
     b = mx.nd.random.uniform(shape=(n, n))
+    gemm = local("gemm", lambda: mx.nd.FullyConnected(a, b, no_bias=True,
+                                                       num_hidden=n).wait_to_read(), 1)
+    interleaved([gemm], repeats, 1, 1)
+    return gemm.median_rate() * 2 * n ** 3 / 1e9
 
-    def once():
-        mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=n).wait_to_read()
-    once()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        rates.append(2 * n ** 3 / (time.perf_counter() - start) / 1e9)
-    return float(np.median(rates))
+
+# ---------------------------------------------------------------------------- training
+def train_throughput(net, data, config=None, iterations=5, rounds=12, ctx=None,
+                     progress=True):
+    """Training images/s with real batches against synthetic input, side by side.
+
+    Real: a batch drawn, cropped and flipped from the in-memory training images,
+    converted and normalised, then one :func:`~gluonres.train.step.train_step`.
+    Synthetic: the same step on one fixed, already normalised batch. Blocks of
+    ``iterations`` steps of each alternate for ``rounds`` rounds after three untimed
+    steps of each (:func:`interleaved`), so that other load on the machine hits both
+    alike.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+        A registered model, initialised here.
+    data : gluonres.data.Data
+    config : gluonres.train.TrainConfig, optional
+        Defaults to the model's recipe.
+    iterations, rounds : int
+        Steps per timed block, timed blocks of each input.
+    ctx : mxnet.Context, optional
+    progress : bool, default True
+        Progress bar on standard error.
+
+    Returns
+    -------
+    dict
+        ``real_img_s`` and ``synthetic_img_s`` (all timed images over all timed
+        seconds), ``ratio`` (real/synthetic), per-block values, ``batch_size``,
+        ``iterations``, ``rounds``, ``machine``.
+    """
+    ctx = ctx or mx.cpu()
+    config = config or recipe(model_info(net).name)
+    he_initialize(net, config.seed, ctx)
+    preprocess = Preprocess.fit(data.train.images, config.normalize)
+    net(mx.nd.zeros((1, 3) + data.train.images.shape[1:3], ctx=ctx))
+    step, trainer = prepare(net, config, ctx)
+    trainer.set_learning_rate(config.lr)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    stream = input_stream(data.train, config, preprocess, ctx)
+    fixed = next(stream)
+
+    def timer(name, batch):
+        return local(name, lambda: train_step(step, trainer, loss_fn, *batch()).asnumpy(),
+                     config.batch_size)
+    real, synthetic = timer("real", lambda: next(stream)), timer("synthetic", lambda: fixed)
+    with tqdm(total=rounds, desc="throughput", unit="round", disable=not progress,
+              leave=False) as bar:
+        interleaved([real, synthetic], rounds, 3, iterations, lambda r, n: bar.update())
+    images = iterations * config.batch_size * rounds
+    real_img_s, synthetic_img_s = images / sum(real.seconds), images / sum(synthetic.seconds)
+    return {"model": model_info(net).name, "data": data.name,
+            "batch_size": config.batch_size, "iterations": iterations, "rounds": rounds,
+            "real_img_s": real_img_s, "synthetic_img_s": synthetic_img_s,
+            "ratio": real_img_s / synthetic_img_s,
+            "real_img_s_blocks": real.samples, "synthetic_img_s_blocks": synthetic.samples,
+            "machine": machine()}
