@@ -4,6 +4,8 @@ Counts, multiply-adds, forward shapes, hybridize parity and export round trips o
 classic model are in the parametrised tests of test_models.py.
 """
 import json
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -16,8 +18,11 @@ import gluonres
 from gluonres import deploy, io
 from gluonres.analysis.summary import trainable_params
 from gluonres.blocks import ConvFactory
-from gluonres.experiments import backbones
+from gluonres.experiments import backbones, records, scales
 from gluonres.models.efficientnet import MBConv
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # width of the classifier's input, to count the classifier at other class counts
 FEATURE_UNITS = {"alexnet": 4096, "vgg16": 4096, "inception_v3": 2048, "densenet121": 1024,
@@ -286,17 +291,23 @@ def test_efficientnet_input_size_option():
 
 
 # ---------------------------------------------------------------------------- training
-TINY = backbones.TrainScale("tiny", train_images=40, test_images=30, epochs=1, batch_size=16,
-                            default_data="digits", throughput=False, minutes=0.1,
-                            description="test")
+TINY = scales.Scale("tiny", train_images=40, test_images=30, epochs=1, batch_size=16,
+                    default_data="digits", description="test")
 
 
-def test_train_comparison_record(tmp_path):
+def test_train_comparison_record(tmp_path, capsys):
     record = backbones.run(TINY, models=["lenet5", "resnet20_cifar"], out=str(tmp_path),
                            command="test", progress=False)
     path = tmp_path / "backbones-tiny.json"
     assert json.loads(path.read_text()) == record
+    # the common records read it back
+    assert backbones.load_record("tiny", str(tmp_path)) == record
+    assert records.load_record(backbones.NAME, "tiny", str(tmp_path)) == record
+    assert (record["experiment"], record["scale"], record["command"]) == ("backbones", "tiny",
+                                                                        "test")
+    assert record["scale_settings"] == TINY.describe()
     assert record["data"]["splits"] == {"train": 40, "test": 30}
+    assert record["data"]["subset"] == "seeded (seed 0), class-balanced"
     assert record["machine"]["cores"] >= 1 and record["wall_s"] > 0
     lenet, r20 = record["models"]
     assert (lenet["model"], lenet["input_size"], lenet["params"]) == ("lenet5", 32, 62_006)
@@ -316,6 +327,23 @@ def test_train_comparison_record(tmp_path):
     with pytest.raises(gluonres.GluonresError, match="already exists"):
         backbones.run(TINY, models=["lenet5"], out=str(tmp_path), progress=False)
     assert json.loads(path.read_text()) == record  # nothing overwritten
+    capsys.readouterr()
+    assert backbones.load_record("cpu", str(tmp_path)) is None
+    assert "`gluonres backbones --train --scale cpu --data DATA`" in capsys.readouterr().out
+
+
+def test_committed_comparison_record_renders():
+    """The recorded cpu comparison loads and renders as notebook 08 shows it."""
+    record = backbones.load_record("cpu", str(REPO / "results"))
+    assert [r["model"] for r in record["models"]] == list(backbones.TRAIN_MODELS)
+    cpu = backbones.SCALES["cpu"]
+    assert record["data"]["splits"] == {"train": cpu.train_images, "test": cpu.test_images}
+    assert "4,000 training images" in backbones.format_comparison(record)
+    assert "img/s" in backbones.format_table(record["table"])
+    ax = backbones.plot_comparison(record)
+    assert ax.get_xscale() == "log" and "cpu scale" in ax.get_title()
+    import matplotlib.pyplot as plt
+    plt.close(ax.figure)
 
 
 def test_every_trained_model_builds_at_its_training_size():
@@ -324,18 +352,21 @@ def test_every_trained_model_builds_at_its_training_size():
         assert s.stages[-1].output_shape == (1, 10), name
 
 
-def test_train_comparison_refuses_unknown_models_and_missing_data():
+def test_train_comparison_refuses_unknown_models_and_missing_data(monkeypatch):
+    monkeypatch.delenv(scales.DATA_ENV, raising=False)
     with pytest.raises(gluonres.GluonresError, match="no training setup for resnet50"):
         backbones.train_comparison("smoke", models=["resnet50"], progress=False)
-    with pytest.raises(gluonres.GluonresError, match="pass --data"):
+    with pytest.raises(gluonres.GluonresError, match=f"pass --data .* or set {scales.DATA_ENV}"):
         backbones.train_comparison("cpu", progress=False)
-    with pytest.raises(gluonres.GluonresError, match="unknown scale 'huge'"):
-        backbones.get_scale("huge")
+    with pytest.raises(gluonres.GluonresError, match="unknown scale 'huge'; use one of smoke, cpu"):
+        backbones.train_comparison("huge", progress=False)
 
 
 def test_cli_train_needs_data_at_cpu_scale(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != scales.DATA_ENV}
     proc = subprocess.run([sys.executable, "-m", "gluonres", "backbones", "--train", "--scale",
-                           "cpu", "--out", str(tmp_path)], capture_output=True, text=True)
+                           "cpu", "--out", str(tmp_path)], capture_output=True, text=True,
+                          env=env)
     assert proc.returncode == 2
     assert "pass --data" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """The paper experiments: 2016 unit variants, every experiment at smoke scale, the records'
 schema, the claims' logic, the run cache and the results page."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from gluonres.errors import GluonresError
 from gluonres.experiments import (bottleneck, degradation, depth, identity, present, records,
                                   responses, runs, scales, shortcuts)
 from gluonres.experiments.report import results_page
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -142,6 +144,33 @@ def test_balanced_subset_is_even_seeded_and_nested():
     assert set(small) <= set(big)
     assert np.array_equal(small, gluonres.data.balanced_subset(labels, 200))
     assert not np.array_equal(small, gluonres.data.balanced_subset(labels, 200, seed=1))
+
+
+def test_data_comes_from_the_caller_or_the_environment(monkeypatch):
+    """No place for real data is assumed: the data given, else the scale's own (digits at
+    smoke), else $GLUONRES_DATA, else an error naming both fixes."""
+    smoke, cpu = scales.SCALES["smoke"], scales.SCALES["cpu"]
+    monkeypatch.delenv(scales.DATA_ENV, raising=False)
+    with pytest.raises(GluonresError, match=f"pass --data .* or set {scales.DATA_ENV}"):
+        scales.data_spec(cpu, None)
+    monkeypatch.setenv(scales.DATA_ENV, "/data/cifar10-jpg.tar.gz")
+    assert scales.data_spec(cpu, None) == "/data/cifar10-jpg.tar.gz"
+    assert scales.data_spec(cpu, "cifar10") == "cifar10"
+    assert scales.data_spec(smoke, None) == "digits"  # a smoke run stays seconds long
+
+
+def test_scale_cuts_the_final_test_images_too():
+    """A scale's test_images (the backbone comparison's) draw a seeded, class-balanced
+    final test set; the paper scales keep the whole test split."""
+    scale = scales.Scale("subsets", train_images=40, test_images=30, curve_test_images=20,
+                         epochs=1, batch_size=16, default_data="digits", description="test")
+    d = scales.load_data(scale, progress=False)
+    assert (len(d.data.train), len(d.data.test), len(d.final_test)) == (40, 20, 30)
+    assert np.bincount(d.final_test.labels).tolist() == [3] * 10
+    assert d.describe()["final_test_images"] == 30
+    assert scales.load_data(scale, progress=False, seed=1).describe()["subset"] == \
+        "seeded (seed 1), class-balanced"
+    assert len(scales.load_data(scales.SCALES["smoke"], progress=False).final_test) == 360
 
 
 def _fake_record(train_errors):
@@ -306,9 +335,11 @@ def test_results_page(smoke, tmp_path):
 def test_reproduce_cli_errors(smoke, tmp_path):
     out, _ = smoke
 
+    env = {k: v for k, v in os.environ.items() if k != scales.DATA_ENV}
+
     def run(*args):
         proc = subprocess.run([sys.executable, "-m", "gluonres", "reproduce", *args],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         return proc.stderr
 

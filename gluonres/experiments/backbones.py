@@ -9,27 +9,30 @@ ours, and (optionally) CPU forward throughput measured side by side in the same 
 subset of a real dataset with the same budget (images x epochs), each at the smallest
 input its architecture handles sensibly (:data:`TRAIN_SETUPS`); test accuracy, training
 images/s, wall time and parameters per model. :func:`run` writes it, with the table, to
-``results/backbones-SCALE.json`` (command, data, machine, wall time).
+``results/backbones-SCALE.json`` (command, data, machine, wall time). Its budgets
+(:data:`SCALES`) are common :class:`~gluonres.experiments.scales.Scale` objects; data,
+training settings, the final test and the record come from the paper experiments'
+``scales``, ``runs`` and ``records``. No model is kept as a shared run (``Runner``): each
+trains on images resized to its own input size, with its own learning rate.
 """
-import json
 import math
-import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import mxnet as mx
 from tqdm import tqdm
 
 from gluonres import data as data_module
 from gluonres import train as training
-from gluonres._files import refuse_existing, write_text
+from gluonres._files import refuse_existing
 from gluonres.analysis.summary import summary
-from gluonres.data import JPEG_CAVEAT
 from gluonres.errors import GluonresError, TrainingDivergedError
-from gluonres.experiments import scales
-from gluonres.machine import machine, utc_now
+from gluonres.experiments import records, scales
+from gluonres.experiments.runs import FinalTest
+from gluonres.machine import machine
+from gluonres.measure.timing import forward, interleaved
 from gluonres.models import get_model, model_spec
 from gluonres.models.init import he_initialize
 
@@ -100,7 +103,8 @@ def measure_throughput(net, input_shape, warmup=2, repeats=5):
     """CPU forward throughput of an initialised network, hybridized, in inference mode.
 
     The first ``warmup`` passes (graph building, deferred initialisation, memory
-    planning) are run and discarded; of the next ``repeats`` the median time counts.
+    planning) are run and discarded; of the next ``repeats`` the median time counts
+    (:func:`gluonres.measure.timing.interleaved`, one pass per sample).
 
     Parameters
     ----------
@@ -126,13 +130,9 @@ def measure_throughput(net, input_shape, warmup=2, repeats=5):
         raise GluonresError(f"throughput needs warmup >= 1 and repeats >= 1, got {warmup} "
                             f"and {repeats}; e.g. warmup=2, repeats=5")
     net.hybridize(static_alloc=True, static_shape=True)
-    x = mx.nd.random.uniform(-1, 1, shape=input_shape)
-    times = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        net(x).wait_to_read()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    timer = forward("forward", net, mx.nd.random.uniform(-1, 1, shape=input_shape))
+    interleaved([timer], repeats, warmup, 1)
+    times = timer.seconds
     median = statistics.median(times)
     return {"batch": input_shape[0], "warmup": warmup, "repeats": repeats,
             "median_batch_s": median, "min_batch_s": min(times), "max_batch_s": max(times),
@@ -266,58 +266,27 @@ TRAIN_SETUPS = {
 TRAIN_MODELS = tuple(TRAIN_SETUPS)
 
 
-@dataclass(frozen=True)
-class TrainScale:
-    """The size of a training comparison: the same for every model.
-
-    Parameters
-    ----------
-    name : str
-    train_images, test_images : int
-        Seeded (seed 0), class-balanced subsets of the training and test splits.
-    epochs, batch_size : int
-        Every model sees ``train_images x epochs`` images in ``batch_size`` batches; SGD
-        with momentum 0.9, weight decay 1e-4, cosine decay from the model's ``lr``.
-    default_data : str or None
-        Data used when none is given (``None``: it must be given).
-    throughput : bool
-        Also time every backbone's forward pass at its native size for the table.
-    minutes : float
-        Expected wall time of the whole run on a quiet 2-core CPU.
-    description : str
-    """
-
-    name: str
-    train_images: int
-    test_images: int
-    epochs: int
-    batch_size: int
-    default_data: str | None
-    throughput: bool
-    minutes: float
-    description: str
-
-
+#: The comparison's budgets, the same for every model: seeded, class-balanced subsets of
+#: the training and test splits (``train_images``, ``test_images``), ``epochs`` in
+#: batches of ``batch_size``; SGD with momentum 0.9, weight decay 1e-4, cosine decay from
+#: the model's ``lr``. Named like the paper experiments' scales, sized for this race.
 SCALES = {
-    "smoke": TrainScale(
+    "smoke": scales.Scale(
         "smoke", train_images=96, test_images=100, epochs=1, batch_size=16,
-        default_data="digits", throughput=False, minutes=1,
+        default_data="digits",
         description="seconds: 96 training images (scikit-learn's digits unless data says "
                     "otherwise), one epoch of 6 updates of 16; proves the pipeline, "
                     "measures nothing"),
-    "cpu": TrainScale(
+    "cpu": scales.Scale(
         "cpu", train_images=4000, test_images=2000, epochs=3, batch_size=32,
-        default_data=None, throughput=True, minutes=45,
-        description="a real race sized for 2 CPU cores: 4,000 training images "
-                    "(400 per class) for 3 epochs (375 updates of 32), accuracy on 2,000 "
-                    "test images (200 per class); plus the forward-throughput table at "
-                    "native sizes"),
+        default_data=None,
+        description="a real race sized for 2 CPU cores, about 45 minutes: 4,000 training "
+                    "images (400 per class) for 3 epochs (375 updates of 32), accuracy on "
+                    "2,000 test images (200 per class); plus the forward-throughput table "
+                    "at native sizes"),
 }
-
-
-def get_scale(name):
-    """The :class:`TrainScale` called ``name``; unknown names raise naming the known ones."""
-    return scales.get_scale(name, SCALES)
+#: Scales whose record times the table's forward passes (a smoke run measures nothing).
+TIMED_SCALES = ("cpu",)
 
 
 def build(name, classes, size=None):
@@ -332,47 +301,20 @@ def build(name, classes, size=None):
     return get_model(name, classes=classes, **sized)
 
 
-def load_data(scale, spec=None, seed=0, progress=True):
-    """The scale's seeded, class-balanced training and test subsets of ``spec``.
-
-    Returns
-    -------
-    tuple
-        ``(Data with train and test subsets, description dict)``; the description
-        carries the JPEG caveat for JPEG data.
-
-    Raises
-    ------
-    GluonresError
-        If the scale needs data and none was given, or the data has no test split.
-    """
-    spec = scales.data_spec(scale, spec)
-    full = scales.load_with_test(spec, "the comparison", progress)
-    train = full.train.subset(data_module.balanced_subset(full.train.labels,
-                                                          scale.train_images, seed))
-    test = full.test.subset(data_module.balanced_subset(full.test.labels,
-                                                        scale.test_images, seed))
-    d = data_module.Data(full.name, train, test, hflip=full.hflip)
-    info = {"spec": spec, **d.describe(), "subset": f"seeded (seed {seed}), class-balanced"}
-    if train.lossy:
-        info["note"] = JPEG_CAVEAT
-    return d, info
-
-
-class _FinalTest(training.Callback):
-    """Test accuracy of the trained net, measured once at the end of ``fit``."""
-
-    def __init__(self, test):
-        self.test, self.error_pct, self.seconds = test, None, None
-
-    def on_train_end(self, state, history):
-        start = time.time()
-        self.error_pct = training.error_pct(state.net, self.test, state.preprocess)
-        self.seconds = time.time() - start
-
-
 def train_one(name, d, scale, seed=0, progress=True):
     """Train one backbone on ``d`` at its :data:`TRAIN_SETUPS` size; one result row.
+
+    Parameters
+    ----------
+    name : str
+        A name from :data:`TRAIN_SETUPS`.
+    d : gluonres.data.Data
+        ``train`` is trained on, ``test`` measured once at the end.
+    scale : Scale
+        Epochs and batch size.
+    seed : int, default 0
+        Initial weights, data order and augmentation.
+    progress : bool, default True
 
     Returns
     -------
@@ -389,13 +331,11 @@ def train_one(name, d, scale, seed=0, progress=True):
     net = build(name, len(d.classes), setup.size)
     s = summary(net, (1, 3, setup.size, setup.size))
     train, test = d.train.resized(setup.size), d.test.resized(setup.size)
-    config = training.TrainConfig(batch_size=scale.batch_size, lr=setup.lr,
-                                  epochs=scale.epochs, schedule="cosine",
-                                  pad=setup.size // 8, flip=d.hflip, normalize="channel",
-                                  seed=seed)
+    config = scale.config(name, d.hflip, lr=setup.lr, schedule="cosine", pad=setup.size // 8,
+                          normalize="channel", seed=seed)
     row = {"model": name, "input_size": setup.size, "why": setup.why, "lr": setup.lr,
            "params": s.params, "macs": s.macs, "test_images": len(test)}
-    final = _FinalTest(test)
+    final = FinalTest(test)
     try:
         history = training.fit(net, data_module.Data(d.name, train, hflip=d.hflip), config,
                                progress=progress, callbacks=[final])
@@ -417,10 +357,12 @@ def train_comparison(scale="smoke", data=None, models=TRAIN_MODELS, seed=0, prog
 
     Parameters
     ----------
-    scale : str or TrainScale, default 'smoke'
-        ``'smoke'`` (seconds, digits) or ``'cpu'`` (about 45 minutes, real data).
+    scale : str or Scale, default 'smoke'
+        A name in :data:`SCALES`: ``'smoke'`` (seconds, digits) or ``'cpu'`` (about 45
+        minutes, real data).
     data : str, optional
-        Dataset spec for :func:`gluonres.data.load`; default: the scale's.
+        Dataset spec for :func:`gluonres.data.load`; default: the scale's, else
+        ``$GLUONRES_DATA`` (:func:`~gluonres.experiments.scales.data_spec`).
     models : sequence of str, default :data:`TRAIN_MODELS`
         Names from :data:`TRAIN_SETUPS`.
     seed : int, default 0
@@ -438,17 +380,21 @@ def train_comparison(scale="smoke", data=None, models=TRAIN_MODELS, seed=0, prog
     GluonresError
         For a model without a training setup, an unknown scale or missing data.
     """
-    scale = scale if isinstance(scale, TrainScale) else get_scale(scale)
+    scale = scales.get_scale(scale, SCALES)
     unknown = [m for m in models if m not in TRAIN_SETUPS]
     if unknown:
         raise GluonresError(f"no training setup for {', '.join(unknown)}; choose from "
                             f"{', '.join(TRAIN_MODELS)}")
-    d, info = load_data(scale, data, seed, progress)
+    loaded = scales.load_data(scale, data, progress, seed=seed)
+    d = data_module.Data(loaded.data.name, loaded.data.train, loaded.final_test,
+                         hflip=loaded.data.hflip)
+    # recorded as the comparison always was: split sizes, no curve images
+    info = {"spec": loaded.spec, **d.describe(), "subset": loaded.describe()["subset"]}
     rows = []
     for name in tqdm(models, desc="training", unit="model", disable=not progress,
                      file=sys.stderr):
         rows.append(train_one(name, d, scale, seed, progress))
-    return {"scale": scale.name, "scale_settings": asdict(scale), "data": info,
+    return {"scale": scale.name, "scale_settings": scale.describe(), "data": info,
             "settings": {"optimizer": "SGD, momentum 0.9, weight decay 1e-4",
                          "schedule": "cosine decay to 0 from the model's lr",
                          "augmentation": "zero padding of size/8, random crop, horizontal "
@@ -459,14 +405,20 @@ def train_comparison(scale="smoke", data=None, models=TRAIN_MODELS, seed=0, prog
             "models": rows}
 
 
+def make_command(scale):
+    """The command that makes the record at the scale called ``scale``, short of its
+    ``--data``."""
+    return f"gluonres backbones --train --scale {scale}"
+
+
 def record_path(scale, out="results"):
     """``out/backbones-SCALE.json``."""
-    return os.path.join(out, f"{NAME}-{scale}.json")
+    return records.record_path(NAME, scale, out)
 
 
 def run(scale="smoke", data=None, out="results", models=TRAIN_MODELS, force=False,
         command=None, progress=True):
-    """The training comparison (and, at scales that say so, the timed table) as a record.
+    """The training comparison (and, at :data:`TIMED_SCALES`, the timed table) as a record.
 
     Writes ``out/backbones-SCALE.json``: command, data (with caveats), machine, start,
     finish and wall time around :func:`train_comparison` and :func:`backbone_table`.
@@ -491,30 +443,25 @@ def run(scale="smoke", data=None, out="results", models=TRAIN_MODELS, force=Fals
     GluonresError
         If the record exists and ``force`` is off (checked before any work).
     """
-    scale = scale if isinstance(scale, TrainScale) else get_scale(scale)
-    path = record_path(scale.name, out)
-    refuse_existing(path, force, "pass --force to replace it or --out another folder")
-    started, start = utc_now(), time.time()
-    comparison = train_comparison(scale, data, models, progress=progress)
-    table = backbone_table(throughput=scale.throughput, progress=progress)
+    scale = scales.get_scale(scale, SCALES)
+    # no training runs are kept to make a replacement quick, unlike `gluonres reproduce`
+    refuse_existing(record_path(scale.name, out), force,
+                    "pass --force to replace it or --out another folder")
     if command is None:
-        command = (f"gluonres backbones --train --scale {scale.name}"
-                   + (f" --data {data}" if data else ""))
-    record = {"experiment": NAME, "title": TITLE, "command": command,
-              "machine": machine(), "started": started, "finished": utc_now(),
-              "wall_s": time.time() - start, **comparison, "table": table}
-    os.makedirs(out, exist_ok=True)
-    write_text(path, json.dumps(record, indent=1) + "\n")
-    return record
+        command = make_command(scale.name) + (f" --data {data}" if data else "")
+
+    def compute():
+        return {**train_comparison(scale, data, models, progress=progress),
+                "table": backbone_table(throughput=scale.name in TIMED_SCALES,
+                                        progress=progress)}
+
+    return records.write_record(NAME, TITLE, scale, command, compute, out)
 
 
 def load_record(scale="cpu", out="results"):
-    """The record ``out/backbones-SCALE.json``, or ``None`` when it has not been made."""
-    path = record_path(scale, out)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    """The record ``out/backbones-SCALE.json``, or ``None`` (printing the command that
+    makes it) when it has not been made."""
+    return records.load_record(NAME, scale, out, make_command(scale))
 
 
 def format_comparison(record):

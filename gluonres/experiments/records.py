@@ -1,5 +1,6 @@
-"""Experiment records: :func:`reproduce` writes ``results/NAME-SCALE.json``,
-:func:`load_record` and :func:`provenance` read them back.
+"""Experiment records: :func:`reproduce` writes ``results/NAME-SCALE.json`` (through
+:func:`write_record`, as the backbone comparison does), :func:`load_record` and
+:func:`provenance` read them back.
 """
 import json
 import os
@@ -7,7 +8,7 @@ import time
 
 from gluonres._files import json_default, refuse_existing, write_text
 from gluonres.experiments.runs import Runner
-from gluonres.experiments.scales import SHARED_CIFAR, get_scale
+from gluonres.experiments.scales import DATA_ENV, DATA_HELP, get_scale
 from gluonres.machine import machine, utc_now
 
 
@@ -29,20 +30,60 @@ def check_new_records(names, scale, out="results", force=False):
                     "this is quick)")
 
 
-def load_record(name, scale="cpu", out="results"):
+def load_record(name, scale="cpu", out="results", make=None):
     """The record ``out/NAME-SCALE.json``, or ``None`` (with a message) if it is missing.
 
     Notebooks call this: a missing record prints the command that makes it instead of
     failing.
+
+    Parameters
+    ----------
+    name, scale, out : str
+    make : str, optional
+        The command that makes the record, short of its ``--data``; default
+        ``gluonres reproduce NAME --scale SCALE``.
     """
     path = record_path(name, scale, out)
     if not os.path.exists(path):
-        print(f"{path} is missing: make it with `gluonres reproduce {name} --scale {scale} "
-              f"--data {SHARED_CIFAR}` (see docs/results.md); the plots and checks that "
-              "need it are left out below")
+        make = make or f"gluonres reproduce {name} --scale {scale}"
+        print(f"{path} is missing: make it with `{make} --data DATA`, DATA being {DATA_HELP} "
+              f"(or set {DATA_ENV} instead); the plots and checks that need it are left out "
+              "below")
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def write_record(name, title, scale, command, compute, out="results"):
+    """Run ``compute`` and write what it returns as the record ``out/NAME-SCALE.json``.
+
+    Parameters
+    ----------
+    name, title : str
+        The experiment's ``NAME`` and ``TITLE``.
+    scale : Scale
+    command : str
+        The command line to record.
+    compute : callable
+        Returns the record's body (a JSON-able dict).
+    out : str, default 'results'
+
+    Returns
+    -------
+    dict
+        The record: experiment, title, scale and its settings, command, machine, start,
+        finish and wall time around ``compute``, then the body.
+    """
+    started, start = utc_now(), time.time()
+    body = compute()
+    record = {"experiment": name, "title": title, "scale": scale.name,
+              "scale_settings": scale.describe(), "command": command, "machine": machine(),
+              "started": started, "finished": utc_now(), "wall_s": time.time() - start,
+              **body}
+    os.makedirs(out, exist_ok=True)
+    write_text(record_path(name, scale.name, out),
+               json.dumps(record, indent=1, default=json_default) + "\n")
+    return record
 
 
 def reproduce(module, scale, data=None, out="results", work=None, progress=True,
@@ -53,9 +94,10 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
     ----------
     module : module
         An experiment module (``NAME``, ``TITLE``, ``compute``).
-    scale : str
+    scale : str or Scale
         ``'smoke'``, ``'cpu'`` or ``'paper'``.
     data : str, optional
+        See :func:`~gluonres.experiments.scales.data_spec`.
     out : str, default 'results'
     work : str, optional
         See :class:`Runner`.
@@ -76,23 +118,18 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
         If the record exists and ``force`` is off, for an unknown scale, or missing data.
     """
     scale = get_scale(scale)
-    path = record_path(module.NAME, scale.name, out)
     check_new_records([module.NAME], scale.name, out, force)
     runner = Runner(scale, data, out, work, progress)
-    started, start = utc_now(), time.time()
-    body = module.compute(runner)
     if command is None:
         command = f"gluonres reproduce {module.NAME} --scale {scale.name}"
         command += f" --data {data}" if data else ""
-    record = {"experiment": module.NAME, "title": module.TITLE, "scale": scale.name,
-              "scale_settings": scale.describe(), "command": command,
-              "data": _data_of(runner),
-              "machine": machine(), "started": started, "finished": utc_now(),
-              "wall_s": time.time() - start, "runs": runner.used, **body}
-    record["training_s"] = _training_seconds(record)
-    os.makedirs(out, exist_ok=True)
-    write_text(path, json.dumps(record, indent=1, default=json_default) + "\n")
-    return record
+
+    def compute():
+        body = module.compute(runner)
+        body = {"data": _data_of(runner), "runs": runner.used, **body}
+        return {**body, "training_s": _training_seconds(body)}
+
+    return write_record(module.NAME, module.TITLE, scale, command, compute, out)
 
 
 def _data_of(runner):
@@ -106,10 +143,10 @@ def _data_of(runner):
     return runner.data.describe() if runner._data is not None else None
 
 
-def _training_seconds(record):
-    """Wall seconds of the training runs behind a record (kept runs included)."""
+def _training_seconds(body):
+    """Wall seconds of the training runs behind a record's body (kept runs included)."""
     seen, total = set(), 0.0
-    for value in _walk(record):
+    for value in _walk(body):
         if isinstance(value, dict) and "wall_s" in value and "key" in value \
                 and value["key"] not in seen:
             seen.add(value["key"])

@@ -14,7 +14,7 @@ from gluonres.data import JPEG_CAVEAT
 from gluonres.errors import GluonresError
 from gluonres.experiments import EXPERIMENTS, get
 from gluonres.experiments.records import other_runs
-from gluonres.experiments.scales import SCALES
+from gluonres.experiments.scales import DATA_ENV, DATA_HELP, SCALES
 
 
 HEADER = """# Results
@@ -111,8 +111,8 @@ def results_page(results_dir="results", scales=("cpu", "paper")):
                if not os.path.exists(os.path.join(results_dir, f"{n}-cpu.json"))]
     if missing:
         parts.append("## Not recorded yet\n\n" + "\n".join(
-            f"- `{n}`: `gluonres reproduce {n} --scale cpu --data "
-            "../shared/data/cifar10-jpg.tar.gz`" for n in missing))
+            f"- `{n}`: `gluonres reproduce {n} --scale cpu --data DATA`" for n in missing)
+            + f"\n\nDATA: {DATA_HELP} (or set {DATA_ENV} instead).")
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import time
 
 from gluonres import analysis
 from gluonres import data as data_module
@@ -63,14 +64,33 @@ class RunSpec:
         return get_model(self.model, classes=classes, **self.options)
 
 
-class RunAnalysis(training.Callback):
+class FinalTest(training.Callback):
+    """The trained net's top-1 error (%) on held-out images, measured once, when
+    :func:`~gluonres.training.fit` ends; ``error_pct`` and ``seconds`` (how long that
+    took) are set then.
+
+    Parameters
+    ----------
+    test : gluonres.data.ImageArrays
+    """
+
+    def __init__(self, test):
+        self.test, self.error_pct, self.seconds = test, None, None
+
+    def on_train_end(self, state, history):
+        start = time.time()
+        self.error_pct = training.error_pct(state.net, self.test, state.preprocess)
+        self.seconds = time.time() - start
+
+
+class RunAnalysis(FinalTest):
     """The per-run analyses, computed inside :func:`~gluonres.training.fit`.
 
     - at the start of a fresh run: per-layer gradient norms at initialisation
       (kept in the first epoch's record, so a resumed run still has them);
     - at the end: gradient norms of the trained net on the same batch, the layer
-      responses (2015, Fig. 7), the test error on the whole test split, and the error
-      on the (unaugmented) training subset in inference mode.
+      responses (2015, Fig. 7), the final test error, and the error on the
+      (unaugmented) training subset in inference mode.
 
     Parameters
     ----------
@@ -78,15 +98,15 @@ class RunAnalysis(training.Callback):
         ``(uint8 images, labels)``: a fixed batch (the first training images).
     response_images : numpy.ndarray
         uint8 images whose layer responses are measured.
-    full_test : gluonres.data.ImageArrays
-        The whole test split (final test error).
+    final_test : gluonres.data.ImageArrays
+        The test images of the final test error.
     train : gluonres.data.ImageArrays
         Training images whose error is measured in inference mode at the end.
     """
 
-    def __init__(self, grad_batch, response_images, full_test, train):
-        self.grad_batch, self.response_images = grad_batch, response_images
-        self.full_test, self.train = full_test, train
+    def __init__(self, grad_batch, response_images, final_test, train):
+        super().__init__(final_test)
+        self.grad_batch, self.response_images, self.train = grad_batch, response_images, train
         self.init = None
         self.result = None
 
@@ -106,13 +126,14 @@ class RunAnalysis(training.Callback):
         init = self.init or history["epochs"][0].get("gradient_norms_init")
         trained = self._grads(state)
         x = state.preprocess(_nd(self.response_images))
+        responses = analysis.layer_responses(state.net, x)
+        super().on_train_end(state, history)
         self.result = {
             "gradient_norms": {"layers": trained["layers"],
                                "init": init["norms"] if init else None,
                                "trained": trained["norms"]},
-            "layer_responses": analysis.layer_responses(state.net, x),
-            "final_test_error": training.error_pct(state.net, self.full_test,
-                                                   state.preprocess),
+            "layer_responses": responses,
+            "final_test_error": self.error_pct,
             "final_train_error_eval": training.error_pct(state.net, self.train,
                                                          state.preprocess),
         }
@@ -177,8 +198,8 @@ class Runner:
             The run: ``model``, ``options``, ``label``, ``config``, ``params``,
             ``epochs`` (per-epoch curves), ``final_train_error`` (last epoch's running
             training error, %), ``final_train_error_eval``, ``final_test_error``
-            (whole test split, %), ``gradient_norms``, ``layer_responses``, timings,
-            ``machine``.
+            (the scale's final test images, %), ``gradient_norms``,
+            ``layer_responses``, timings, ``machine``.
 
         Raises
         ------
@@ -223,7 +244,7 @@ class Runner:
                                                       self.scale.train_eval_images, seed=1))
         callback = RunAnalysis((train.images[:bs], train.labels[:bs]),
                                d.data.test.images[:self.scale.analysis_images],
-                               d.full_test, train_eval)
+                               d.final_test, train_eval)
         out_dir = resume = None
         if self.scale.checkpoints:
             out_dir = os.path.join(self.work, self.scale.name, spec.key)

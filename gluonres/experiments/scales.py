@@ -1,4 +1,7 @@
 """Experiment scales (``smoke``, ``cpu``, ``paper``) and the seeded data subsets they train on.
+
+The library assumes no place for real data: it is passed (``data=``, ``--data``) or named
+by the environment variable :data:`DATA_ENV`.
 """
 import dataclasses
 import os
@@ -9,55 +12,66 @@ from gluonres.data import JPEG_CAVEAT
 from gluonres.errors import GluonresError
 
 
-SHARED_CIFAR = "../shared/data/cifar10-jpg.tar.gz"
+#: Environment variable naming the real training data, for scales without a default.
+DATA_ENV = "GLUONRES_DATA"
+#: What real data is, for messages.
+DATA_HELP = ("the CIFAR-10 image folder or its archive (cifar10-jpg.tar.gz), or 'cifar10' "
+             "(downloads)")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """How big an experiment's training runs are.
 
+    Every setting but the name is a keyword. The paper experiments' :class:`Runner`
+    reads them all; the backbone comparison only the subsets, length, batch and data.
+
     Parameters
     ----------
     name : str
     train_images : int or None
         A seeded, class-balanced subset of the training split (``None``: all of it).
-    curve_test_images : int or None
+    test_images : int or None, default None
+        Seeded, class-balanced test images of the final test error (``None``: the whole
+        test split).
+    curve_test_images : int or None, default None
         Seeded, class-balanced test images evaluated after every epoch for the curves
-        (``None``: the whole test split). The final test error is always measured on
-        the whole test split.
+        (``None``: the whole test split).
     epochs : int or None
         Run length, with the paper's step schedule compressed proportionally (``None``:
         ``iterations``).
-    iterations : int or None
+    iterations : int or None, default None
         Run length in updates (the paper: 64,000).
     batch_size : int
-    analysis_images : int
-        Test images whose layer responses are measured.
-    train_eval_images : int or None
+    analysis_images : int or None, default None
+        Test images whose layer responses are measured (``None``: the curve test images).
+    train_eval_images : int or None, default None
         Seeded, class-balanced training images on which the trained network's training
         error is measured in inference mode (``None``: the whole training subset).
-    quick : dict
+    quick : dict, default {}
         Training overrides of the scale's *quick* runs (:meth:`Runner.quick`): the
         many-variant comparisons (shortcut options, the 2016 variants, the seed's
         ResNet-18) that a 2-core budget affords only shorter; empty where they are as
         long as the others.
-    checkpoints : bool
+    checkpoints : bool, default False
         Keep run folders (checkpoints, weights, export) so that long runs resume.
     default_data : str or None
-        Data used when none is given (``None``: it must be given).
+        Data used when none is given (``None``: ``$GLUONRES_DATA``, else it must be given).
     description : str
     """
 
     name: str
+    _: dataclasses.KW_ONLY
     train_images: int | None
-    curve_test_images: int | None
+    test_images: int | None = None
+    curve_test_images: int | None = None
     epochs: int | None
-    iterations: int | None
+    iterations: int | None = None
     batch_size: int
-    analysis_images: int
-    train_eval_images: int | None
-    quick: dict
-    checkpoints: bool
+    analysis_images: int | None = None
+    train_eval_images: int | None = None
+    quick: dict = dataclasses.field(default_factory=dict)
+    checkpoints: bool = False
     default_data: str | None
     description: str
 
@@ -108,7 +122,10 @@ SCALES = {
 
 def get_scale(name, scales=None):
     """The scale called ``name`` in ``scales`` (default: the paper experiments'
-    :data:`SCALES`); unknown names raise naming the known ones."""
+    :data:`SCALES`); a :class:`Scale` is returned as it is. Unknown names raise naming the
+    known ones."""
+    if isinstance(name, Scale):
+        return name
     scales = SCALES if scales is None else scales
     try:
         return scales[name]
@@ -119,29 +136,33 @@ def get_scale(name, scales=None):
 # ---------------------------------------------------------------------------- data
 @dataclasses.dataclass
 class ExperimentData:
-    """The data of one scale: training subset, curve test subset and full test split.
+    """The data of one scale: training subset, curve test subset and final test images.
 
     Attributes
     ----------
     data : gluonres.data.Data
         ``train`` is the training subset, ``test`` the curve test subset.
-    full_test : gluonres.data.ImageArrays
-        Every test image (final errors).
+    final_test : gluonres.data.ImageArrays
+        The test images of the final errors (the whole test split unless the scale
+        sets ``test_images``).
     spec : str
         What ``--data`` was.
+    seed : int
+        Seed of the class-balanced subsets.
     """
 
     data: data_module.Data
-    full_test: data_module.ImageArrays
+    final_test: data_module.ImageArrays
     spec: str
+    seed: int
 
     def describe(self):
         """JSON-ready description, with the JPEG caveat where the images are JPEG."""
         out = {"spec": self.spec, "name": self.data.name,
                "train_images": len(self.data.train), "curve_test_images": len(self.data.test),
-               "final_test_images": len(self.full_test), "classes": self.data.classes,
-               "subset": "seeded (seed 0), class-balanced"}
-        if self.full_test.lossy or self.data.train.lossy:
+               "final_test_images": len(self.final_test), "classes": self.data.classes,
+               "subset": f"seeded (seed {self.seed}), class-balanced"}
+        if self.final_test.lossy or self.data.train.lossy:
             out["note"] = JPEG_CAVEAT
         return out
 
@@ -150,12 +171,12 @@ _LOADED = {}
 
 
 def data_spec(scale, spec):
-    """``spec``, or the scale's default; a scale that needs real data says how to pass it."""
-    spec = spec or scale.default_data
-    if spec is None:
-        raise GluonresError(
-            f"scale {scale.name!r} trains on real data: pass --data, the CIFAR-10 image "
-            f"folder or archive (e.g. {SHARED_CIFAR}) or 'cifar10' (downloads)")
+    """``spec``, else the scale's default, else ``$GLUONRES_DATA``; a scale that needs real
+    data and has none says how to pass it."""
+    spec = spec or scale.default_data or os.environ.get(DATA_ENV)
+    if not spec:
+        raise GluonresError(f"scale {scale.name!r} trains on real data: pass --data (data= "
+                            f"in Python) or set {DATA_ENV} to {DATA_HELP}")
     return spec
 
 
@@ -168,11 +189,13 @@ def load_with_test(spec, who, progress=True, size=None):
     return full
 
 
-def load_data(scale, spec=None, progress=True, train_images=None):
-    """Load ``spec`` (default: the scale's) and cut it to the scale's subsets.
+def load_data(scale, spec=None, progress=True, train_images=None, seed=0):
+    """Load ``spec`` (see :func:`data_spec`) and cut it to the scale's seeded,
+    class-balanced subsets.
 
     Decoded data is kept in memory for the process, so experiments run one after
-    another decode it once. ``train_images`` replaces the scale's training subset size.
+    another decode it once. ``train_images`` replaces the scale's training subset size;
+    ``seed`` draws the subsets.
 
     Raises
     ------
@@ -181,16 +204,19 @@ def load_data(scale, spec=None, progress=True, train_images=None):
     """
     spec = data_spec(scale, spec)
     size = train_images or scale.train_images
-    key = (os.path.abspath(spec) if os.path.exists(spec) else spec, scale.name, size)
+    key = (os.path.abspath(spec) if os.path.exists(spec) else spec, size,
+           scale.curve_test_images, scale.test_images, seed)
     if key not in _LOADED:
         full = load_with_test(spec, "the experiments", progress, size=32)
-        train = full.train
-        if size:
-            train = train.subset(data_module.balanced_subset(train.labels, size))
-        curve = full.test
-        if scale.curve_test_images:
-            curve = curve.subset(data_module.balanced_subset(curve.labels,
-                                                             scale.curve_test_images))
+        train, curve, final = (_subset(full.train, size, seed),
+                               _subset(full.test, scale.curve_test_images, seed),
+                               _subset(full.test, scale.test_images, seed))
         _LOADED[key] = ExperimentData(
-            data_module.Data(full.name, train, curve, hflip=full.hflip), full.test, spec)
+            data_module.Data(full.name, train, curve, hflip=full.hflip), final, spec, seed)
     return _LOADED[key]
+
+
+def _subset(images, count, seed):
+    """``count`` seeded, class-balanced ``images``; all of them for ``None``."""
+    return images.subset(data_module.balanced_subset(images.labels, count, seed)) \
+        if count else images
