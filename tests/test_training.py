@@ -10,6 +10,7 @@ import pytest
 import gluonres
 from gluonres import data, io
 from gluonres import train as training
+from gluonres.deploy import ExportCallback
 from gluonres.errors import GluonresError, TrainingDivergedError, WeightsMismatchError
 from gluonres.models.cifar import cifar_resnet
 from gluonres.train.config import Schedule, TrainConfig
@@ -127,7 +128,8 @@ def test_error_warmup_in_a_real_run(digits):
 def test_fit_writes_the_run_folder(digits, tmp_path):
     out = str(tmp_path / "run")
     history = training.fit(resnet8(), small(digits, val=64), fast(), out_dir=out,
-                           progress=False, info={"command": "test"})
+                           progress=False, info={"command": "test"},
+                           callbacks=[ExportCallback()])
     assert sorted(os.listdir(out)) == ["best.params", "checkpoint.json", "checkpoint.params",
                                        "checkpoint.prev.params", "curve.png", "export",
                                        "log.csv", "log.json", "weights.params"]
@@ -157,6 +159,12 @@ def test_fit_writes_the_run_folder(digits, tmp_path):
                                             history["files"]["export_params"])
     x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
     np.testing.assert_allclose(exported(x).asnumpy(), net(x).asnumpy(), rtol=1e-4, atol=1e-5)
+    # ... and is what `gluonres export` writes for those weights: preprocessing, classes
+    with open(os.path.join(out, "export", "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["preprocess"]["mean_image"] == "mean.npy"
+    assert manifest["classes"] == digits.classes
+    assert manifest["source"]["weights"] == os.path.abspath(os.path.join(out, "weights.params"))
 
 
 def test_resume_continues_at_the_same_step_lr_and_weights(digits, tmp_path):

@@ -1,10 +1,10 @@
-"""Datasets as decoded in-memory arrays, the papers' augmentation, splits, RecordIO.
+"""The sources a dataset can come from, each read into decoded in-memory arrays.
 
 Every source becomes :class:`ImageArrays` — uint8 ``(N, H, W, 3)`` RGB images, integer
 labels and class names — decoded once, so training never decodes an image twice and the
 augmentation runs vectorised on whole batches.
 
-Sources (:func:`load`):
+Sources (by name or path through :func:`gluonres.data.load`):
 
 - ``'digits'``: scikit-learn's bundled handwritten digits brought to 3x32x32; works
   offline on a fresh machine.

@@ -10,23 +10,34 @@ An export folder holds::
 
 Everything is written into a hidden staging folder first and moved into place only when
 all of it succeeded, the manifest last: a failed export leaves an earlier one untouched.
-:mod:`gluonres.runtime` reads the folder back without any model code.
+:mod:`gluonres.deploy.runtime` reads the folder back without any model code.
+
+:func:`export` writes a network; :func:`export_weights` does what ``gluonres export``
+does (a registered model with a weights file, optionally calibrated for INT8) and
+:class:`ExportCallback` what ``gluonres train`` does at the end of a run.
 """
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 import mxnet as mx
 import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
+from gluonres import io
 from gluonres._files import sha256_of
-from gluonres.data.sources import CIFAR10_CLASSES
+from gluonres.data.preprocess import Preprocess
+from gluonres.data.sources import CIFAR10_CLASSES, resolve_root
 from gluonres.deploy import runtime
+from gluonres.deploy.quantize import (CALIB_IMAGES, CALIB_MODE, CALIB_SEED, calibration_images,
+                                      quantize)
 from gluonres.errors import GluonresError
 from gluonres.machine import utc_now
-from gluonres.models import model_info
+from gluonres.models import get_model, model_info
+from gluonres.models.init import he_initialize
+from gluonres.train.loop import Callback
 
 
 #: ImageNet-size inputs: resize the shorter side to size / 0.875 (256 for 224), crop.
@@ -181,8 +192,6 @@ def _write_all(net, staging, name, input_shape, preprocess, onnx, calibration):
         export_onnx(prefix + "-symbol.json", prefix + "-0000.params",
                     os.path.join(staging, files["onnx"]), input_shape)
     if calibration is not None:
-        from gluonres.deploy.quantize import quantize
-
         sym, args, auxs = mx.model.load_checkpoint(prefix, 0)
         calib = preprocess(mx.nd.array(calibration.images, dtype="uint8"))
         qsym, qargs, qauxs = quantize(sym, args, auxs, calib, calibration)
@@ -231,3 +240,156 @@ def _versions(onnx):
         import onnx as onnx_module
         versions["onnx"] = onnx_module.__version__
     return versions
+
+
+# ---------------------------------------------------------------------------- from weights
+def weights_preprocess(meta, weights, mean=None, std=None, required=True):
+    """The input normalisation of weights: ``mean`` and ``std`` when given, else the one
+    their metadata records.
+
+    Parameters
+    ----------
+    meta : dict
+        The weights' metadata (:func:`gluonres.io.read_weights`).
+    weights : str or None
+        Their path, named in the error.
+    mean, std : sequence of 3 float, optional
+        Per-channel override, for pixels in [0, 1].
+    required : bool, default True
+        Refuse weights that record none (and no override).
+
+    Returns
+    -------
+    gluonres.data.preprocess.Preprocess or None
+
+    Raises
+    ------
+    GluonresError
+        If ``required`` and the normalisation is unknown.
+    """
+    if mean is not None or std is not None:
+        return Preprocess(mean=mean, std=std)
+    preprocess = io.preprocess_of(meta)
+    if preprocess is None and required:
+        raise GluonresError(f"{weights!r} does not record its input normalisation; pass "
+                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
+    return preprocess
+
+
+def weights_export_settings(net, weights, meta, mean=None, std=None):
+    """What :func:`export` records for ``net`` loaded from the file ``weights``.
+
+    Returns
+    -------
+    dict
+        ``preprocess`` (:func:`weights_preprocess`), ``classes``
+        (:func:`default_classes`) and ``source`` (the weights' path and SHA-256): keyword
+        arguments of :func:`export`.
+    """
+    return {"preprocess": weights_preprocess(meta, weights, mean, std),
+            "classes": default_classes(net, meta),
+            "source": {"weights": os.path.abspath(weights), "weights_sha256": sha256_of(weights)}}
+
+
+def load_for_export(model, weights=None, mean=None, std=None, seed=0, **model_kwargs):
+    """A registered model with ``weights`` loaded (or He-initialised), ready to export.
+
+    Parameters
+    ----------
+    model : str
+        Registered name.
+    weights : str, optional
+        A gluonres ``.params`` file, an exported ``NAME-0000.params`` or a reference
+        ``.npz``; without it the weights are fresh (seeded He initialisation) and the
+        export records no preprocessing unless ``mean`` and ``std`` are given.
+    mean, std : sequence of 3 float, optional
+        Override the normalisation the weights record (:func:`weights_preprocess`).
+    seed : int, default 0
+        Of the fresh weights.
+    **model_kwargs
+        Builder options: ``classes``, ``shortcut`` ...
+
+    Returns
+    -------
+    net : mxnet.gluon.HybridBlock
+    settings : dict
+        ``preprocess``, ``classes`` and ``source`` for :func:`export`.
+    """
+    net = get_model(model, **model_kwargs)
+    if weights:
+        return net, weights_export_settings(net, weights, io.load_weights(net, weights),
+                                            mean, std)
+    _log(f"no --weights given: exporting {model} with fresh He-initialised weights "
+         f"(seed {seed}); the manifest records no preprocessing")
+    he_initialize(net, seed)
+    return net, {"preprocess": weights_preprocess({}, None, mean, std, required=False),
+                 "classes": default_classes(net),
+                 "source": {"weights": None, "init": f"He (MSRA, fan-in) normal, seed {seed}"}}
+
+
+def export_weights(model, out_dir, weights=None, batch=1, mean=None, std=None, seed=0,
+                   onnx=False, calib_data=None, calib_images=CALIB_IMAGES,
+                   calib_seed=CALIB_SEED, calib_mode=CALIB_MODE, **model_kwargs):
+    """Export a registered model with its weights: what ``gluonres export`` does.
+
+    Parameters
+    ----------
+    model : str
+        Registered name.
+    out_dir : str
+        Export folder (see :func:`export`).
+    weights, mean, std, seed, **model_kwargs
+        As for :func:`load_for_export`.
+    batch : int, default 1
+        Batch size of the traced graph, at the model's input size.
+    onnx : bool, default False
+        Also write ``NAME.onnx``.
+    calib_data : str, optional
+        Image folder (or ``.tar.gz``) whose ``train/`` split calibrates an INT8 graph,
+        also written; checked before anything else is done.
+    calib_images, calib_seed, calib_mode
+        How many calibration images, the seed of their random pick and the calibration
+        mode (:func:`gluonres.deploy.quantize.calibration_images`).
+
+    Returns
+    -------
+    dict
+        The paths :func:`export` wrote.
+    """
+    calib_root = resolve_root(calib_data) if calib_data else None  # fails before any work
+    net, settings = load_for_export(model, weights, mean, std, seed, **model_kwargs)
+    calibration = None
+    if calib_root:
+        _log(f"picking {calib_images} calibration images from {calib_root} "
+             f"(seed {calib_seed})")
+        calibration = calibration_images(calib_root, calib_images, calib_seed,
+                                         image_spec(model_info(net).input_size), calib_mode)
+    return export(net, out_dir, model, model_info(net).input_shape(batch), onnx=onnx,
+                  calibration=calibration, **settings)
+
+
+class ExportCallback(Callback):
+    """Export a run's chosen weights to ``OUT/export`` at the end of
+    :func:`~gluonres.train.fit`.
+
+    The export is what ``gluonres export MODEL --weights OUT/weights.params --out
+    OUT/export`` writes: the graph at the model's input size and batch 1, with the
+    run's preprocessing and class names and the weights' SHA-256. Its ``symbol`` and
+    ``params`` paths are added to the run's files (and log) as ``export_symbol`` and
+    ``export_params``. A run without an output folder, and a worker other than rank 0,
+    export nothing.
+    """
+
+    def on_train_end(self, state, history):
+        """Export the weights :func:`~gluonres.train.fit` has just written."""
+        weights = history["files"].get("weights")
+        if weights is None:  # this process wrote no run folder
+            return
+        meta = io.read_weights(weights)[1]
+        paths = export(state.net, os.path.join(state.out_dir, "export"),
+                       **weights_export_settings(state.net, weights, meta))
+        history["files"].update(export_symbol=paths["symbol"], export_params=paths["params"])
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)

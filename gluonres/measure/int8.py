@@ -8,8 +8,7 @@ import tempfile
 
 import mxnet as mx
 
-from gluonres.data import JPEG_CAVEAT
-from gluonres.data import resolve_root
+from gluonres.data import JPEG_CAVEAT, resolve_root
 from gluonres.deploy.exporter import export_weights
 from gluonres.deploy.quantize import CALIB_IMAGES, CALIB_MODE, CALIB_SEED, fuse_fp32
 from gluonres.errors import GluonresError

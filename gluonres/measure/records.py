@@ -1,4 +1,4 @@
-"""Recorded results: the machine a number was measured on, and run folders as records.
+"""A finished training run folder as a record under ``results/`` (``gluonres record``).
 
 A record under ``results/`` is data that docs and notebooks render: JSON with the
 command, data (with its caveats), machine, wall time and per-epoch log, beside the CSV

@@ -2,7 +2,8 @@
 
 ``config`` holds the settings and the learning-rate schedule; ``step`` the static graph
 that runs one update; ``state`` and ``checkpoints`` what a resumed run needs; ``loop``
-:func:`fit`; ``logs`` the run's logs and curves; ``distributed`` the workers of a
+:func:`fit`; ``run`` :func:`train_model` (``gluonres train``: a model and data by name, new or
+resumed); ``logs`` the run's logs and curves; ``distributed`` the workers of a
 parameter-server run; ``speed`` the fused graphs for training and inference.
 
 This package imports neither :mod:`gluonres.deploy` nor the experiments: a run's export
@@ -11,10 +12,12 @@ first use.
 """
 from gluonres._lazy import lazy_exports
 
+
 _EXPORTS = {
     "config": ("WARMUP_WINDOW", "Schedule", "TrainConfig", "recipe"),
     "logs": ("epochs_csv", "plot_curves", "write_logs"),
     "loop": ("Callback", "TrainState", "error_pct", "fit", "weights_digest"),
+    "run": ("TrainRun", "default_out_dir", "resume_settings", "train_model"),
     "state": ("CHECKPOINT", "CHECKPOINT_FORMAT", "check_checkpoint_model", "check_new_run",
               "checkpoint_meta", "load_optimizer_states", "optimizer_states"),
     "step": ("input_stream", "prepare", "to_input", "train_step"),

@@ -10,10 +10,10 @@ subtraction. ResNet-110/1202 warm up at 0.01 until the training error is below 8
 :func:`fit` trains any network on a :class:`~gluonres.data.Data`; with ``out_dir`` it
 writes, every epoch and atomically, ``checkpoint.params`` (weights, momentum, step,
 schedule and data-order state: everything a resumed run needs; the previous one is kept
-and both are verified by SHA-256, see :mod:`gluonres.checkpoints`), ``log.csv``,
-``log.json`` and ``curve.png``; at the end ``weights.params`` and ``export/`` (symbol +
-params). With ``kvstore='dist_sync'`` it is one of several workers on MXNet's parameter
-server (:mod:`gluonres.distributed`).
+and both are verified by SHA-256, see :mod:`gluonres.train.checkpoints`), ``log.csv``,
+``log.json`` and ``curve.png``; at the end ``weights.params`` (and, with
+:class:`gluonres.deploy.ExportCallback`, ``export/``). With ``kvstore='dist_sync'`` it
+is one of several workers on MXNet's parameter server (:mod:`gluonres.train.distributed`).
 """
 import dataclasses
 import hashlib
@@ -27,15 +27,15 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
-from gluonres import deploy, io
+from gluonres import io
 from gluonres._files import check_writable
 from gluonres.analysis import evaluation
 from gluonres.data.augment import epoch_batches
 from gluonres.data.preprocess import Preprocess
 from gluonres.errors import GluonresError, TrainingDivergedError
 from gluonres.machine import machine, utc_now
-from gluonres.models.init import he_initialize
 from gluonres.models import model_info
+from gluonres.models.init import he_initialize
 from gluonres.train import checkpoints
 from gluonres.train.config import Schedule, TrainConfig, recipe
 from gluonres.train.distributed import Workers
@@ -64,7 +64,8 @@ class Callback:
         """After each epoch's evaluation, before its checkpoint."""
 
     def on_train_end(self, state, history):
-        """After the final model is chosen (and written)."""
+        """After the final model is chosen and its weights written, before the final logs:
+        entries added to ``history["files"]`` are logged with the run."""
 
 
 @dataclasses.dataclass
@@ -99,9 +100,10 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     config : TrainConfig, optional
         Defaults to :func:`recipe` for the model (:func:`~gluonres.models.model_info`).
     out_dir : str, optional
-        Run folder for checkpoints, logs, curve, final weights and export; without it
-        nothing is written. A folder that already holds a checkpoint is only continued
-        with ``resume=True``.
+        Run folder for checkpoints, logs, curve and final weights (an export is a
+        callback's: :class:`gluonres.deploy.ExportCallback`); without it nothing is
+        written. A folder that already holds a checkpoint is only continued with
+        ``resume=True``.
     resume : bool, default False
         Continue ``out_dir``'s run from its last checkpoint, at the same step, learning
         rate, momentum and data order.
@@ -120,7 +122,8 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         ``model``, ``config``, ``data``, ``epochs`` (per-epoch records: ``train_loss``,
         ``train_error_pct``, ``val_error_pct``, ``test_error_pct``, ``lr``, ``seconds``,
         ``img_s`` ...), ``selected_epoch``, ``test_accuracy`` (0-1, of the selected
-        model, ``None`` without a test split), ``train_img_s``, ``wall_s``, ``files``.
+        model, ``None`` without a test split), ``train_img_s``, ``wall_s``, ``files`` (what
+        this process wrote: empty without ``out_dir`` and on workers other than rank 0).
 
     Raises
     ------
@@ -311,11 +314,13 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     history["weights_sha256"] = weights_digest(net)
     history["files"] = {}
     if writer:
-        history["files"] = _write_final(net, out_dir, model, history,
-                                        {**weights_meta, "epoch": history["selected_epoch"],
-                                         "test_accuracy": history["test_accuracy"]})
+        history["files"] = _write_weights(net, out_dir,
+                                          {**weights_meta, "epoch": history["selected_epoch"],
+                                           "test_accuracy": history["test_accuracy"]})
     for cb in callbacks:
         cb.on_train_end(state, history)
+    if writer:
+        write_logs(history, out_dir)
     return history
 
 
@@ -376,13 +381,12 @@ def _diverged(what, state, ckpt, when="at"):
             "folder")
 
 
-def _write_final(net, out_dir, model, history, weights_meta):
+def _write_weights(net, out_dir, weights_meta):
+    """Write the chosen weights; return the run folder's files (the logs are written last,
+    after the callbacks)."""
     files = {"weights": os.path.join(out_dir, "weights.params"),
              "checkpoint": os.path.join(out_dir, CHECKPOINT), **_log_paths(out_dir)}
     io.save_weights(net, files["weights"], weights_meta)
-    exported = deploy.export(net, os.path.join(out_dir, "export"), model)
-    files.update(export_symbol=exported["symbol"], export_params=exported["params"])
     if os.path.exists(os.path.join(out_dir, "best.params")):
         files["best"] = os.path.join(out_dir, "best.params")
-    write_logs({**history, "files": files}, out_dir)
     return files

@@ -1,0 +1,88 @@
+"""What every command group shares: output (``emit``, ``log``), the ``--json`` option and
+the options of several commands."""
+import argparse
+import json
+import shlex
+import sys
+
+
+# the parent parser of every command
+_JSON = argparse.ArgumentParser(add_help=False)
+_JSON.add_argument("--json", action="store_true",
+                   help="print one JSON object as the last line of standard output")
+
+
+def emit(args, record, text=None):
+    """Print ``text`` for people, or ``record`` as the last stdout line with ``--json``."""
+    from gluonres._files import json_default
+    if args.json:
+        sys.stdout.write(json.dumps(record, default=json_default) + "\n")
+    elif text is not None:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def log(message):
+    """Progress and status for people: always standard error."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def add_command(sub, name, run, help):
+    """A subcommand ``name`` (with ``--json``) of ``sub`` that runs ``run(args)``."""
+    p = sub.add_parser(name, parents=[_JSON], help=help)
+    p.set_defaults(run=run)
+    return p
+
+
+def command_line(args):
+    """The command as typed, without ``--json``: what a record keeps."""
+    return shlex.join(["gluonres", *[a for a in args.argv if a != "--json"]])
+
+
+def model_kwargs(args):
+    """The builder options given on the command line."""
+    kwargs = {}
+    for key in ("classes", "shortcut"):
+        if getattr(args, key, None) is not None:
+            kwargs[key] = getattr(args, key)
+    return kwargs
+
+
+def count_or_fraction(text):
+    """An argparse type: a count of images (5000) or a fraction of them (0.1)."""
+    value = float(text)
+    if value <= 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (5000) nor a fraction "
+                                         "in (0, 1) (0.1)")
+    return value if value < 1 else int(value)
+
+
+def add_model_options(p):
+    p.add_argument("model", help="registered model name (see `gluonres list`)")
+    p.add_argument("--classes", type=int, help="output classes (default: the model's)")
+    p.add_argument("--shortcut", choices=["A", "B", "C"],
+                   help="shortcut option (default: the family's)")
+
+
+def add_normalisation_options(p):
+    p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="override the per-channel mean (pixels in [0, 1])")
+    p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                   help="override the per-channel std")
+
+
+def add_calibration_options(p):
+    from gluonres.deploy.quantize import CALIB_IMAGES, CALIB_MODE, CALIB_SEED
+
+    p.add_argument("--calib-images", type=int, default=CALIB_IMAGES,
+                   help=f"calibration images, picked at random (default {CALIB_IMAGES})")
+    p.add_argument("--calib-seed", type=int, default=CALIB_SEED,
+                   help=f"seed of that pick (default {CALIB_SEED})")
+    p.add_argument("--calib-mode", choices=["naive", "entropy"], default=CALIB_MODE,
+                   help="int8 ranges from min/max (naive) or minimal KL divergence (entropy)")
+
+
+def calibration_kwargs(args):
+    """The calibration options as keyword arguments of the library."""
+    return {"calib_images": args.calib_images, "calib_seed": args.calib_seed,
+            "calib_mode": args.calib_mode}

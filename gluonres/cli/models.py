@@ -1,0 +1,29 @@
+"""``gluonres list`` and ``gluonres summary``: the registered models."""
+from gluonres.cli._common import add_command, add_model_options, emit, model_kwargs
+
+
+def add_parsers(sub):
+    p = add_command(sub, "list", cmd_list, "list registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*_cifar'")
+
+    p = add_command(sub, "summary", cmd_summary,
+                    "per-stage shapes, parameters and multiply-adds")
+    add_model_options(p)
+    p.add_argument("--size", type=int,
+                   help="input height/width (default: the model's own, e.g. 32 CIFAR, 224 "
+                        "ImageNet, 299 Inception-v3)")
+
+
+def cmd_list(args):
+    import gluonres
+    names = gluonres.list_models(args.pattern)
+    emit(args, {"models": names}, "\n".join(names))
+
+
+def cmd_summary(args):
+    import gluonres
+    net = gluonres.get_model(args.model, **model_kwargs(args))
+    shape = (1, 3, args.size, args.size) if args.size else None
+    s = gluonres.summary(net, shape)
+    record = {"model": args.model, **s.to_dict()}
+    emit(args, record, f"{args.model}  input {s.input_shape}\n{s}")

@@ -1,0 +1,134 @@
+"""``gluonres train``, ``launch`` and ``record``: training runs, parameter-server workers
+and results records."""
+import argparse
+import json
+import shlex
+
+from gluonres.cli._common import (add_command, add_model_options, count_or_fraction, emit, log,
+                                  model_kwargs)
+
+
+# TrainConfig fields that `gluonres train` takes as options of the same name
+_SETTINGS = ("batch_size", "lr", "momentum", "wd", "schedule", "warmup", "normalize", "seed",
+             "kvstore", "flip", "pad", "epochs", "iterations")
+
+
+def add_parsers(sub):
+    from gluonres.train import distributed
+
+    p = add_command(sub, "train", cmd_train,
+                    "train a model with the papers' recipe (checkpoints, logs, export)")
+    add_model_options(p)
+    p.add_argument("--data", help="'digits' (embedded, offline), 'cifar10' (gluon, downloads), "
+                   "an image-folder root or .tar.gz, a folder of class folders, or RecordIO")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int,
+                        help="train whole epochs, compressing the schedule proportionally")
+    length.add_argument("--iterations", type=int, help="total updates (default: 64000)")
+    p.add_argument("--batch-size", type=int, help="default 128")
+    p.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
+    p.add_argument("--momentum", type=float, help="default 0.9")
+    p.add_argument("--wd", type=float, help="weight decay (default 1e-4)")
+    p.add_argument("--schedule", choices=["step", "cosine"],
+                   help="step: /10 at 50%% and 75%% of the run (the paper); cosine: anneal to 0")
+    p.add_argument("--warmup", choices=["none", "error", "fixed"],
+                   help="lr 0.01 until training error < 80%% (error) or for 400 iterations "
+                   "(fixed); default: the paper's choice for the model")
+    p.add_argument("--normalize", choices=["pixel", "channel"],
+                   help="per-pixel mean (the paper, default) or per-channel mean/std")
+    p.add_argument("--pad", type=int, help="padding before the random crop (default 4)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help="random horizontal flips (default: on, off for digits)")
+    p.add_argument("--val-split", type=count_or_fraction,
+                   help="hold out N training images (or a fraction) to select the best epoch, "
+                   "e.g. 5000 for the paper's 45k/5k split")
+    p.add_argument("--seed", type=int, help="weights, data order, augmentation (default 0)")
+    p.add_argument("--kvstore", choices=distributed.KVSTORES,
+                   help="local (default; device is the same on one CPU), or dist_sync / "
+                   "dist_async as a worker of `gluonres launch` (MXNet's parameter server)")
+    p.add_argument("--out", help="run folder (default runs/MODEL-DATA-TIME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+
+    p = add_command(sub, "launch", cmd_launch,
+                    "run a command as parameter-server workers on 127.0.0.1")
+    p.add_argument("-n", "--workers", type=int, required=True, help="worker processes")
+    p.add_argument("-s", "--servers", type=int, default=1, help="server processes (default 1)")
+    p.add_argument("--port", type=int, help="scheduler port (default: a free one)")
+    p.add_argument("--timeout", type=float, help="stop everything after SECONDS")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="after --: the worker command, e.g. gluonres train resnet20_cifar "
+                   "--data digits --kvstore dist_sync")
+
+    p = add_command(sub, "record", cmd_record,
+                    "turn a finished run folder into a results/ record")
+    p.add_argument("run_dir", metavar="RUN", help="the run folder (train --out)")
+    p.add_argument("--name", required=True, help="record name, e.g. resnet20_cifar-cifar10jpg")
+    p.add_argument("--results", default="results", help="results folder (default results)")
+    p.add_argument("--bench", help="JSON output of `gluonres data bench --json` to include")
+    p.add_argument("--force", action="store_true", help="replace an existing record")
+
+
+def cmd_train(args):
+    from gluonres.deploy.exporter import ExportCallback
+    from gluonres.train.run import train_model
+
+    out, spec, history = train_model(
+        args.model, args.data, args.out, resume=args.resume, val_split=args.val_split,
+        model_kwargs=model_kwargs(args), info={"command": shlex.join(["gluonres", *args.argv])},
+        progress=not args.no_progress, callbacks=[ExportCallback()],
+        **{k: getattr(args, k) for k in _SETTINGS})
+    acc = history["test_accuracy"]
+    record = {"out": out, "model": args.model, "data": spec,
+              "epochs": len(history["epochs"]), "iterations": history["total_iterations"],
+              "test_accuracy": acc, "selected_epoch": history["selected_epoch"],
+              "train_img_s": history["train_img_s"], "wall_s": history["wall_s"],
+              "files": history["files"], "weights_sha256": history["weights_sha256"],
+              "workers": history["workers"]}
+    head = (f"{args.model} on {spec}: "
+            + (f"test accuracy {100 * acc:.2f}% " if acc is not None else "")
+            + f"after {record['epochs']} epochs ({history['selection']}: epoch "
+            f"{history['selected_epoch']}), {history['wall_s'] / 60:.1f} min, "
+            f"{history['train_img_s']:.0f} img/s training")
+    lines = [head, f"  {'run folder':<14} {out}" + ("" if history["files"] else
+                                                    " (written by the worker of rank 0)")]
+    lines += [f"  {k:<14} {v}" for k, v in history["files"].items()]
+    emit(args, record, "\n".join(lines))
+
+
+def cmd_launch(args):
+    from gluonres.errors import GluonresError
+    from gluonres.train import distributed
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    result = distributed.launch(command, args.workers, args.servers, port=args.port,
+                                timeout=args.timeout)
+    failed, codes = result["failed"], result["exit_codes"]
+    if failed:
+        code = codes.get(failed)
+        what = (f"{failed} exited with code {code}" if failed in codes else failed)
+        message = (f"{what}; every other process was stopped (see the [{failed}] lines above "
+                   "for its message); fix that and launch again")
+        if code == 2:  # a worker refused its input: the launch was given bad input
+            raise GluonresError(message)
+        # a crash, a signal or the timeout: not bad input, so not exit code 2
+        log(f"gluonres: error: {message}")
+        return code if code and code > 0 else 1
+    records = {}
+    for name, line in result["outputs"].items():
+        try:
+            records[name] = json.loads(line)
+        except (TypeError, ValueError):
+            records[name] = line
+    record = {"workers": args.workers, "servers": args.servers, "port": result["port"],
+              "exit_codes": codes, "outputs": records}
+    emit(args, record, "\n".join(f"{name}: {line}" for name, line in
+                                 result["outputs"].items()))
+
+
+def cmd_record(args):
+    from gluonres.measure import records as results
+    paths = results.record_run(args.run_dir, args.name, args.results, bench=args.bench,
+                               force=args.force)
+    emit(args, paths, "\n".join(f"{k:<8} {v}" for k, v in paths.items()))

@@ -1,0 +1,150 @@
+"""``gluonres train`` for Python: a registered model trained on a dataset given by name or
+path, in a run folder that can be continued from its checkpoint.
+
+:func:`~gluonres.train.fit` trains a network on data already loaded; :func:`train_model`
+starts from the names and keeps them with the run (its ``info`` records ``data`` and
+``val_split``), so that a resumed run rebuilds the same data and settings from the
+checkpoint alone (:func:`resume_settings`). The run's export is its caller's: pass
+``callbacks=[gluonres.deploy.ExportCallback()]`` for ``OUT/export``, as ``gluonres train``
+does.
+"""
+import dataclasses
+import os
+import sys
+import time
+from typing import NamedTuple
+
+from gluonres import data as datasets
+from gluonres._files import check_writable
+from gluonres.errors import GluonresError
+from gluonres.models import get_model, model_spec
+from gluonres.train import distributed
+from gluonres.train.config import TrainConfig, recipe
+from gluonres.train.loop import fit
+from gluonres.train.state import CHECKPOINT, check_checkpoint_model, check_new_run, checkpoint_meta
+
+
+class TrainRun(NamedTuple):
+    """What :func:`train_model` did: the run folder, the dataset and :func:`fit`'s history."""
+
+    out_dir: str
+    data: str
+    history: dict
+
+
+def default_out_dir(model, data):
+    """``runs/MODEL-DATA-TIME``: the run folder of ``gluonres train`` without ``--out``."""
+    base = os.path.basename(os.path.normpath(data))
+    for ext in (".tar.gz", ".tgz", ".tar", ".rec"):
+        base = base[:-len(ext)] if base.endswith(ext) else base
+    return os.path.join("runs", f"{model}-{base or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def resume_settings(out_dir, model=None):
+    """The settings the run in ``out_dir`` was started with, read from its checkpoint.
+
+    Parameters
+    ----------
+    out_dir : str
+        Run folder holding a checkpoint.
+    model : str, optional
+        Refuse a checkpoint of another model.
+
+    Returns
+    -------
+    dict
+        ``config`` (:class:`TrainConfig`), ``data`` (the dataset the run was started on;
+        ``None`` for a run started by :func:`fit` itself) and ``val_split``.
+
+    Raises
+    ------
+    GluonresError
+        If no checkpoint passes its checks, or it is another model's.
+    """
+    saved = checkpoint_meta(out_dir)
+    if model is not None:
+        check_checkpoint_model(saved, model, os.path.join(out_dir, CHECKPOINT))
+    first = saved["history"]["info"]
+    return {"config": TrainConfig.from_dict(saved["config"]), "data": first.get("data"),
+            "val_split": first.get("val_split", 0)}
+
+
+def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
+                model_kwargs=None, info=None, progress=True, callbacks=(), **settings):
+    """Train a registered model with its paper recipe on a dataset, in a run folder.
+
+    Every check that needs no data (settings, run folder, parameter-server environment)
+    runs before the data is decoded.
+
+    Parameters
+    ----------
+    model : str
+        Registered name, e.g. ``'resnet20_cifar'``.
+    data : str, optional
+        ``'digits'``, ``'cifar10'`` or a path (:func:`gluonres.data.load`), loaded at the
+        model's input size. Required for a new run; a resumed run defaults to its own.
+    out_dir : str, optional
+        Run folder; a new run defaults to :func:`default_out_dir`. Required to resume.
+    resume : bool, default False
+        Continue the run in ``out_dir`` from its last checkpoint, with its settings, data
+        and validation split (:func:`resume_settings`); ``settings`` given here override
+        them (and must match the checkpoint where :func:`fit` requires it).
+    val_split : int or float, optional
+        Training images (a count, or a fraction) held out to select the best epoch;
+        default none for a new run.
+    model_kwargs : dict, optional
+        Builder options (``shortcut`` ...); ``classes`` defaults to the data's.
+    info : dict, optional
+        JSON-able facts kept with the run (e.g. ``command``); ``data`` and ``val_split``
+        are added.
+    progress : bool, default True
+        Progress bars and per-epoch lines on standard error.
+    callbacks : sequence of Callback
+        E.g. :class:`gluonres.deploy.ExportCallback`.
+    **settings
+        :class:`TrainConfig` fields overriding the model's recipe (or the checkpoint's);
+        ``None`` values are ignored. ``iterations`` without ``epochs`` trains that many
+        updates even where the recipe counts epochs.
+
+    Returns
+    -------
+    TrainRun
+        ``out_dir``, ``data`` and the :func:`fit` history.
+
+    Raises
+    ------
+    GluonresError
+        For bad settings, data or run folders, naming the fix.
+    """
+    if resume:
+        if not out_dir:
+            raise GluonresError("--resume needs --out, the folder of the run to continue")
+        saved = resume_settings(out_dir, model)
+        config, data = saved["config"], data or saved["data"]
+        val_split = saved["val_split"] if val_split is None else val_split
+    else:
+        config, val_split = recipe(model), val_split or 0
+    if not data:
+        raise GluonresError("--data is required: 'digits', 'cifar10' or a path")
+    if not resume:
+        out_dir = out_dir or default_out_dir(model, data)
+        check_new_run(out_dir)  # before minutes of data loading
+        check_writable(out_dir)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    distributed.check_environment(settings.get("kvstore") or config.kvstore)
+    if "iterations" in settings and "epochs" not in settings:
+        settings["epochs"] = None  # an epoch count would win over the iterations
+    config = dataclasses.replace(config, **settings)
+    model_kwargs = dict(model_kwargs or {})
+    size = model_kwargs.get("input_size", model_spec(model).input_size)
+    dataset = datasets.load(data, size=size, val_size=val_split, seed=config.seed,
+                            progress=progress)
+    if not resume and "flip" not in settings and not dataset.hflip:
+        print(f"{dataset.name}: horizontal flips change its labels, so they are off",
+              file=sys.stderr, flush=True)
+        config = dataclasses.replace(config, flip=False)
+    model_kwargs.setdefault("classes", len(dataset.classes))
+    history = fit(get_model(model, **model_kwargs), dataset, config, out_dir=out_dir,
+                  resume=resume, progress=progress, callbacks=callbacks,
+                  info={**(info or {}), "data": data, "val_split": val_split})
+    return TrainRun(out_dir, data, history)
