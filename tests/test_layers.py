@@ -9,6 +9,7 @@ import pathlib
 
 import pytest
 
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gluonres"
 
 # what each layer may import from the package, besides itself and the base modules

@@ -10,6 +10,7 @@ import gluonres
 from gluonres import data
 from gluonres.errors import DataError
 
+
 PACKAGE = os.path.dirname(gluonres.__file__)
 #: Modules that unpickle (or run code from) what they read.
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve",

@@ -21,8 +21,9 @@ import numpy as np
 from mxnet import autograd, gluon
 
 import gluonres
-from gluonres.train import speed
 from gluonres.models.cifar import cifar_resnet
+from gluonres.train import speed
+
 
 BATCH = 16
 

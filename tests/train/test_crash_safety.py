@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from gluonres import _files, io
-from gluonres.train import checkpoints
 from gluonres import train as training
-from gluonres.errors import CorruptFileError
 from gluonres._files import sha256_of
+from gluonres.errors import CorruptFileError
+from gluonres.train import checkpoints
 
-from test_data import write_folder
-from test_training import digits, fast, resnet8, small  # noqa: F401 (digits: a fixture)
+from helpers import REPO, fast, resnet8, small, write_folder
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ROOT = str(REPO)
 
 
 def _train(out, data, *extra):
@@ -39,6 +39,8 @@ def _epochs_logged(out):
         return []
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     data = str(tmp_path / "data")
     write_folder(data, splits=("train",), classes=("a", "b", "c"), per_class=128)
@@ -136,6 +138,7 @@ def test_manifest_records_two_generations(digits, tmp_path):  # noqa: F811
         assert sha256_of(path) == entry["sha256"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one(digits, straight, tmp_path,  # noqa: F811
                                                               capfd, damage):
@@ -173,6 +176,7 @@ def test_no_good_checkpoint_is_a_clear_error_that_changes_nothing(digits, tmp_pa
     assert {f: open(os.path.join(out, f), "rb").read() for f in before} == before
 
 
+@pytest.mark.slow
 def test_a_crash_before_the_new_checkpoint_is_renamed(digits, straight, tmp_path,  # noqa: F811
                                                        monkeypatch):
     """The manifest already lists the new checkpoint; its file never got its name. The
@@ -197,6 +201,7 @@ def test_a_crash_before_the_new_checkpoint_is_renamed(digits, straight, tmp_path
     _assert_same_weights(out, straight)
 
 
+@pytest.mark.slow
 def test_folders_from_before_the_manifest_still_resume(digits, straight, tmp_path):  # noqa: F811
     out = str(tmp_path / "run")
     _interrupted(digits, out, iteration=12)  # in epoch 2: one checkpoint
@@ -206,6 +211,7 @@ def test_folders_from_before_the_manifest_still_resume(digits, straight, tmp_pat
     _assert_same_weights(out, straight)
 
 
+@pytest.mark.slow
 def test_the_best_epoch_travels_in_the_checkpoint(digits, tmp_path):  # noqa: F811
     """With a validation split, the best epoch's weights are in the checkpoint, so a
     resume never depends on best.params (which may be newer than the checkpoint)."""

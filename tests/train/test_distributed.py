@@ -1,7 +1,6 @@
 """Distributed training on MXNet's parameter server, on loopback: `gluonres launch`."""
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,14 +12,15 @@ from mxnet import autograd, gluon
 
 import gluonres
 from gluonres import data, io
-from gluonres.train import distributed
 from gluonres import train as training
 from gluonres.cli import main
+from gluonres.data.preprocess import Preprocess
 from gluonres.errors import GluonresError
 from gluonres.models.init import he_initialize
-from gluonres.data.preprocess import Preprocess
+from gluonres.train import distributed
 
-from test_cli import _assert_clean_error
+from helpers import assert_clean_error
+
 
 # a few iterations of ResNet-20 on the embedded digits, batch 32 = 2 workers x 16
 TRAIN = ["gluonres", "train", "resnet20_cifar", "--data", "digits", "--iterations", "3",
@@ -83,6 +83,8 @@ def combined_batch_reference(iterations=3, batch=32, workers=2):
     return {n: p.data().asnumpy() for n, p in net.collect_params().items()}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_dist_sync_two_workers_equal_one_process_on_the_combined_batch(tmp_path, capfd):
     out = tmp_path / "run"
     proc = launch(capfd, "-n", 2, "-s", 1, "--timeout", 240, "--json", "--",
@@ -111,6 +113,8 @@ def test_dist_sync_two_workers_equal_one_process_on_the_combined_batch(tmp_path,
     assert log["config"]["batch_size"] == 32
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_dist_async_trains_and_refuses_an_inexact_resume(tmp_path, capfd):
     out = tmp_path / "run"
     proc = launch(capfd, "-n", 2, "-s", 1, "--timeout", 240, "--json", "--",
@@ -125,11 +129,12 @@ def test_dist_async_trains_and_refuses_an_inexact_resume(tmp_path, capfd):
     capfd.readouterr()
     code = main(["train", "resnet20_cifar", "--resume", "--out", str(out), "--kvstore",
                  "local", "--no-progress"])
-    _assert_clean_error(subprocess.CompletedProcess([], code, *capfd.readouterr()),
+    assert_clean_error(subprocess.CompletedProcess([], code, *capfd.readouterr()),
                         "dist_async", "momentum lived on the parameter servers",
                         "start a new run")
 
 
+@pytest.mark.subprocess
 def test_a_failing_worker_stops_every_process(tmp_path, capfd):
     """The first worker fails with a bad-input error, the second would wait two minutes:
     the launcher stops it, the server and the scheduler, and reports the failure."""

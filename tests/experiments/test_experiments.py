@@ -2,7 +2,6 @@
 schema, the claims' logic, the run cache and the results page."""
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import types
@@ -19,8 +18,8 @@ from gluonres.experiments import (bottleneck, degradation, depth, identity, pres
                                   responses, runs, scales, shortcuts)
 from gluonres.experiments.report import results_page
 
+from helpers import REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 R20 = 269_722  # ResNet-20, option A, 10 classes (tests/test_models.py)
 
@@ -216,6 +215,7 @@ def smoke(tmp_path_factory):
     return out, records
 
 
+@pytest.mark.slow
 def test_every_experiment_writes_its_smoke_record(smoke):
     out, records = smoke
     for name in experiments.EXPERIMENTS:
@@ -227,6 +227,7 @@ def test_every_experiment_writes_its_smoke_record(smoke):
         assert experiments.get(name).table(records[name])
 
 
+@pytest.mark.slow
 def test_degradation_record_schema(smoke):
     out, _ = smoke
     record = json.loads((out / "degradation-smoke.json").read_text())
@@ -248,6 +249,7 @@ def test_degradation_record_schema(smoke):
         [c["claim"] for c in degradation.claims(record)]
 
 
+@pytest.mark.slow
 def test_experiments_share_runs(smoke):
     """Identity's original unit and 1x1-conv shortcut are the shortcut experiment's option
     A and C runs; responses are the degradation runs' (no training of their own)."""
@@ -276,6 +278,7 @@ def test_degradation_warms_up_alike_below_paper_scale():
         (50_000, 16)}
 
 
+@pytest.mark.slow
 def test_run_with_its_own_training_subset(smoke):
     out, _ = smoke
     runner = runs.Runner(scales.SCALES["smoke"], out=str(out), progress=False)
@@ -303,6 +306,7 @@ def test_record_describes_the_data_its_runs_trained_on(tmp_path):
     assert "40 training images (64 for its other runs)" in records.provenance(record)
 
 
+@pytest.mark.slow
 def test_kept_run_with_other_settings_is_refused(smoke):
     out, records = smoke
     key = records["shortcuts"]["runs"][0]
@@ -315,6 +319,8 @@ def test_kept_run_with_other_settings_is_refused(smoke):
         runner.train(shortcuts.runs(runner)[0])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_results_page(smoke, tmp_path):
     out, _ = smoke
     page = results_page(str(out), scales=("smoke",))
@@ -332,6 +338,8 @@ def test_results_page(smoke, tmp_path):
     assert target.read_text() == results_page(str(out))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_reproduce_cli_errors(smoke, tmp_path):
     out, _ = smoke
 

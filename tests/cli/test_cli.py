@@ -1,7 +1,5 @@
 """The command-line contract: --json last line, one-line errors with exit code 2."""
 import json
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
@@ -9,19 +7,11 @@ import pytest
 import gluonres
 from gluonres import io
 
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "gluonres", *args], capture_output=True,
-                          text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
-    return proc
+from helpers import assert_clean_error, last_json, run
 
 
-def last_json(proc):
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_list_json():
     models = last_json(run("list", "--json"))["models"]
     assert models == gluonres.list_models()
@@ -29,6 +19,8 @@ def test_list_json():
         "plain110_cifar", "plain20_cifar", "plain32_cifar", "plain44_cifar", "plain56_cifar"]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name,params,size", [("resnet56_cifar", 853_018, 32),
                                               ("resnet50", 25_557_032, 224)])
 def test_summary_json_at_default_size(name, params, size):
@@ -38,20 +30,15 @@ def test_summary_json_at_default_size(name, params, size):
     assert record["macs"] == gluonres.summary(gluonres.get_model(name)).macs
 
 
-def _assert_clean_error(proc, *fragments):
-    assert proc.returncode == 2
-    err = proc.stderr.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    for fragment in fragments:
-        assert fragment in err
-
-
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_unknown_model_suggests_names():
-    _assert_clean_error(run("summary", "resnet56cifar", check=False), "unknown model",
+    assert_clean_error(run("summary", "resnet56cifar", check=False), "unknown model",
                         "resnet56_cifar")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_weights_of_another_model_name_the_parameter(tmp_path):
     net = gluonres.get_model("resnet32_cifar")
     net.initialize()
@@ -59,35 +46,43 @@ def test_weights_of_another_model_name_the_parameter(tmp_path):
     io.save_weights(net, str(path), meta={"model": "resnet32_cifar"})
     proc = run("export", "resnet20_cifar", "--weights", str(path), "--out", str(tmp_path / "x"),
                check=False)
-    _assert_clean_error(proc, "resnet32_cifar", "stage1_unit4_conv1_weight")
+    assert_clean_error(proc, "resnet32_cifar", "stage1_unit4_conv1_weight")
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_truncated_params_file(tmp_path):
     net = gluonres.get_model("resnet20_cifar")
     net.initialize()
     path = tmp_path / "w.params"
     io.save_weights(net, str(path))
     path.write_bytes(path.read_bytes()[:5000])
-    _assert_clean_error(run("export", "resnet20_cifar", "--weights", str(path), "--out",
+    assert_clean_error(run("export", "resnet20_cifar", "--weights", str(path), "--out",
                             str(tmp_path / "x"), check=False), "truncated or corrupt")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_missing_data_folder(tmp_path):
     net = gluonres.get_model("resnet20_cifar")
     net.initialize()
     path = tmp_path / "w.params"
     io.save_weights(net, str(path), meta={"preprocess": {"mean": [0.5] * 3}})
-    _assert_clean_error(run("evaluate", "resnet20_cifar", "--weights", str(path), "--data",
+    assert_clean_error(run("evaluate", "resnet20_cifar", "--weights", str(path), "--data",
                             str(tmp_path / "nowhere"), check=False), "does not exist")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_export_untrained_graph(tmp_path):
     record = last_json(run("export", "resnet20_cifar", "--out", str(tmp_path), "--json"))
     net = mx.gluon.SymbolBlock.imports(record["symbol"], ["data"], record["params"])
     assert net(mx.nd.zeros((1, 3, 32, 32))).shape == (1, 10)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_bench_smoke_json(tmp_path):
     """Shape of `gluonres bench --json`, not its timings: every variant ran, rates > 0."""
     out = tmp_path / "bench.json"
@@ -108,6 +103,8 @@ def test_bench_smoke_json(tmp_path):
     assert "| resnet20_cifar |" in (tmp_path / "bench.md").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_bench_rejects_bad_batch():
-    _assert_clean_error(run("bench", "resnet20_cifar", "--batch", "0", check=False),
+    assert_clean_error(run("bench", "resnet20_cifar", "--batch", "0", check=False),
                         "batch")

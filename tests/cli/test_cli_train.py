@@ -9,10 +9,11 @@ from gluonres import data
 from gluonres import train as training
 from gluonres.models.cifar import cifar_resnet
 
-from test_cli import _assert_clean_error, last_json, run
-from test_data import write_folder
+from helpers import assert_clean_error, last_json, run, write_folder
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_evaluate_record_on_digits(tmp_path):
     out = str(tmp_path / "run")
     proc = run("train", "resnet20_cifar", "--data", "digits", "--iterations", "6",
@@ -44,7 +45,7 @@ def test_train_evaluate_record_on_digits(tmp_path):
     assert rec["test_accuracy"] == record["test_accuracy"] and len(rec["epochs"]) == 1
     assert rec["resumed"] == [] and rec["train_s"] > 0
     assert os.path.getsize(paths["weights"]) > 0
-    _assert_clean_error(run("record", out, "--name", "r20-digits", "--results", results,
+    assert_clean_error(run("record", out, "--name", "r20-digits", "--results", results,
                             check=False), "already exists", "--force")
 
 
@@ -59,6 +60,8 @@ def _unreadable(root):
     (root / "test" / "dog" / "9.png").write_bytes(b"garbage")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("make,fragments", [
     (lambda root: None, ["does not exist"]),
     (_empty_class, ["zebra", "has no images"]),
@@ -68,11 +71,13 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, make, fragments):
     root = tmp_path / "data"
     make(root)
     out = tmp_path / "run"
-    _assert_clean_error(run("train", "resnet20_cifar", "--data", str(root), "--out", str(out),
+    assert_clean_error(run("train", "resnet20_cifar", "--data", str(root), "--out", str(out),
                             check=False), *fragments)
     assert not out.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_resume_with_another_models_checkpoint(tmp_path):
     out = str(tmp_path / "run")
     net = cifar_resnet(8)
@@ -83,13 +88,15 @@ def test_resume_with_another_models_checkpoint(tmp_path):
                                                   schedule="cosine"),
                  out_dir=out, progress=False)
     before = os.path.getmtime(os.path.join(out, "checkpoint.params"))
-    _assert_clean_error(run("train", "resnet20_cifar", "--resume", "--out", out, check=False),
+    assert_clean_error(run("train", "resnet20_cifar", "--resume", "--out", out, check=False),
                         "checkpoint of resnet8_cifar, not resnet20_cifar")
-    _assert_clean_error(run("train", "resnet20_cifar", "--resume", "--out",
+    assert_clean_error(run("train", "resnet20_cifar", "--resume", "--out",
                             str(tmp_path / "none"), check=False), "no checkpoint to resume")
     assert os.path.getmtime(os.path.join(out, "checkpoint.params")) == before
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_data_pack_and_info(tmp_path):
     src = tmp_path / "src"
     write_folder(str(src), classes=("a", "b", "c"), per_class=2, ext=".jpg")

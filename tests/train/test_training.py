@@ -8,35 +8,14 @@ import numpy as np
 import pytest
 
 import gluonres
-from gluonres import data, io
+from gluonres import io
 from gluonres import train as training
 from gluonres.deploy import ExportCallback
 from gluonres.errors import GluonresError, TrainingDivergedError, WeightsMismatchError
 from gluonres.models.cifar import cifar_resnet
 from gluonres.train.config import Schedule, TrainConfig
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits")
-
-
-def small(digits, n=256, val=0):
-    """A few hundred digits (and their test split): fast enough for many fits."""
-    d = data.Data("digits", digits.train.subset(np.arange(n)), digits.test, hflip=False)
-    if val:
-        d.train, d.val = data.split_validation(d.train, val)
-    return d
-
-
-def resnet8(name="resnet8_cifar"):
-    net = cifar_resnet(8)
-    net.model_name = name
-    return net
-
-
-def fast(**kw):
-    return TrainConfig(**{"batch_size": 32, "epochs": 2, "flip": False, **kw})
+from helpers import Poison, fast, resnet8, small
 
 
 class LearningRates(training.Callback):
@@ -113,6 +92,7 @@ def test_config_round_trips_through_json():
 
 
 # ---------------------------------------------------------------------------- fit
+@pytest.mark.slow
 def test_error_warmup_in_a_real_run(digits):
     """The trainer's rate is 0.01 first and really returns to 0.1 once error < 80%."""
     rates = LearningRates()
@@ -167,6 +147,7 @@ def test_fit_writes_the_run_folder(digits, tmp_path):
     assert manifest["source"]["weights"] == os.path.abspath(os.path.join(out, "weights.params"))
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_same_step_lr_and_weights(digits, tmp_path):
     d, config = small(digits), fast(epochs=3, schedule="cosine")
     straight_lrs = LearningRates()
@@ -237,18 +218,6 @@ def test_resume_refuses_another_model_settings_or_fresh_start(digits, tmp_path):
         training.fit(resnet8(), small(digits, 288), fast(epochs=1), out_dir=out, resume=True,
                      progress=False)
     assert _digest(ckpt) == before
-
-
-class Poison(training.Callback):
-    """Multiplies one parameter by NaN after iteration 10 (in epoch 2 of 8 iterations each)."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def on_batch_end(self, state):
-        if state.iteration == 10:
-            w = state.net.collect_params()[self.name]
-            w.set_data(w.data() * np.nan)
 
 
 @pytest.mark.parametrize("param, message", [

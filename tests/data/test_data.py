@@ -7,27 +7,10 @@ import numpy as np
 import pytest
 
 from gluonres import data
-from gluonres.errors import DataError
 from gluonres.data.preprocess import Preprocess
+from gluonres.errors import DataError
 
-
-def write_folder(root, splits=("train", "test"), classes=("cat", "dog"), per_class=3,
-                 size=(32, 32), ext=".png", seed=0):
-    """Random images in root/split/class/i.ext; returns {split: (images, labels)}."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for split in splits:
-        images, labels = [], []
-        for label, c in enumerate(classes):
-            folder = os.path.join(root, split, c) if split else os.path.join(root, c)
-            os.makedirs(folder, exist_ok=True)
-            for i in range(per_class):
-                img = rng.integers(0, 256, size + (3,), dtype=np.uint8)
-                assert cv2.imwrite(os.path.join(folder, f"{i}{ext}"), img[:, :, ::-1])
-                images.append(img)
-                labels.append(label)
-        out[split] = (np.stack(images), np.array(labels))
-    return out
+from helpers import write_folder
 
 
 def test_digits_is_3x32x32_offline_and_fixed():

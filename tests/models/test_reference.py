@@ -12,9 +12,11 @@ from gluonres import data, io
 from gluonres.analysis import evaluation
 from gluonres.data.preprocess import REFERENCE
 
-from conftest import shared_path
+from helpers import shared_path
 
 
+@pytest.mark.shared
+@pytest.mark.slow
 @pytest.mark.parametrize("depth,accuracy", [(20, 0.8103), (56, 0.8320)])
 def test_reference_weights_reproduce_logits_and_accuracy(depth, accuracy, cifar_root):
     weights = shared_path("reference", f"resnet{depth}_optionA_weights.npz")
@@ -34,6 +36,9 @@ def test_reference_weights_reproduce_logits_and_accuracy(depth, accuracy, cifar_
     assert (result["predictions"] == expected["predictions"]).mean() > 0.999
 
 
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_evaluate_cli_accepts_reference_npz(cifar_root, tmp_path):
     weights = shared_path("reference", "resnet20_optionA_weights.npz")
     out = subprocess.run(
@@ -47,6 +52,9 @@ def test_evaluate_cli_accepts_reference_npz(cifar_root, tmp_path):
     assert (tmp_path / "confusion.png").stat().st_size > 0
 
 
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_evaluate_cli_accepts_our_params(cifar_root, tmp_path):
     """Our own .params carry their normalisation; evaluate applies it."""
     net = gluonres.get_model("resnet20_cifar")

@@ -17,6 +17,7 @@ import sys
 
 import pytest
 
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 

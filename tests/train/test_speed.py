@@ -7,8 +7,9 @@ import pytest
 from mxnet import autograd, gluon
 
 import gluonres
-from gluonres.train import speed
 from gluonres.errors import GluonresError
+from gluonres.train import speed
+
 
 BN_MEAN = "stage1_unit2_conv1_bn_running_mean"
 

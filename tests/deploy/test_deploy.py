@@ -14,14 +14,16 @@ import pytest
 
 import gluonres
 from gluonres import data, deploy, io
+from gluonres.data.preprocess import REFERENCE, Preprocess
 from gluonres.deploy import runtime
 from gluonres.errors import GluonresError
-from gluonres.data.preprocess import REFERENCE, Preprocess
 
-from conftest import shared_path
-from test_cli import _assert_clean_error, last_json, run
+from helpers import REPO, assert_clean_error, last_json, run, shared_path, snapshot
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ROOT = str(REPO)
+
+
 # gluonres predict must run an export with these unimportable (model code, export side)
 BLOCK_MODEL_CODE = textwrap.dedent("""
     import sys
@@ -107,11 +109,9 @@ def cli(capfd):
     return invoke
 
 
-def snapshot(folder):
-    return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
-
-
 # --------------------------------------------------------------------------- round trip
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_export_reloads_bit_for_bit_in_a_fresh_process(tmp_path):
     """Export three models here; reload them in a new process that cannot import the
     model code; the outputs equal the in-memory hybridized outputs exactly."""
@@ -191,6 +191,8 @@ def test_export_uses_weights_metadata(tmp_path, cli):
 
 
 # --------------------------------------------------------------------------- predict
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_predict_needs_no_model_code(small_export, images):
     """The CLI predict in a process where gluonres.models/registry/blocks cannot load."""
     script = BLOCK_MODEL_CODE + textwrap.dedent(f"""
@@ -241,6 +243,8 @@ def test_class_names_fall_back_to_indices():
     assert deploy.default_classes(gluonres.get_model("resnet18"))[999] == "999"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_docs_plain_mxnet_snippet(small_export, images):
     """The few lines of plain MXNet in docs/deployment.md give gluonres predict's answer."""
     text = open(os.path.join(ROOT, "docs", "deployment.md")).read()
@@ -257,6 +261,7 @@ def test_docs_plain_mxnet_snippet(small_export, images):
 
 
 # --------------------------------------------------------------------------- ONNX
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20_cifar", "resnet56_cifar", "resnet50"])
 def test_onnx_matches_mxnet_with_dynamic_batch(name, tmp_path, capfd):
     pytest.importorskip("onnxruntime")
@@ -287,6 +292,9 @@ def test_onnx_warning_check_can_fail(tmp_path, capfd):
 
 
 # --------------------------------------------------------------------------- INT8
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_int8_export_reloads_in_new_processes(cifar_root, tmp_path):
     """Export with --int8 in one process, predict with the INT8 graph in another."""
     weights = shared_path("reference", "resnet20_optionA_weights.npz")
@@ -368,7 +376,7 @@ def test_weights_of_another_model_keep_an_earlier_export(small_export, tmp_path,
     io.save_weights(other, str(weights), meta={"model": "resnet32_cifar",
                                                "preprocess": REFERENCE.to_dict()})
     proc = cli("export", "resnet20_cifar", "--weights", weights, "--out", folder)
-    _assert_clean_error(proc, "resnet32_cifar", "stage1_unit4_conv1_weight")
+    assert_clean_error(proc, "resnet32_cifar", "stage1_unit4_conv1_weight")
     assert snapshot(folder) == before
 
 
@@ -393,7 +401,7 @@ def test_truncated_exported_params(small_export, tmp_path, images, cli):
     params = os.path.join(folder, "resnet20_cifar-0000.params")
     with open(params, "r+b") as f:
         f.truncate(5000)
-    _assert_clean_error(cli("predict", folder, images["rgb"]),
+    assert_clean_error(cli("predict", folder, images["rgb"]),
                         "resnet20_cifar-0000.params", "does not match the sha256",
                         "re-export")
     assert os.path.getsize(params) == 5000
@@ -410,7 +418,7 @@ def test_truncated_params_with_a_matching_manifest(small_export, tmp_path, image
     m = json.load(open(path))
     m["sha256"]["resnet20_cifar-0000.params"] = runtime.sha256_of(params)
     json.dump(m, open(path, "w"))
-    _assert_clean_error(cli("predict", folder, images["rgb"]),
+    assert_clean_error(cli("predict", folder, images["rgb"]),
                         "cannot load", "resnet20_cifar-0000.params", "re-export")
 
 
@@ -422,7 +430,7 @@ def test_manifest_sha256_mismatch(small_export, tmp_path, images, cli):
     m["sha256"]["resnet20_cifar-symbol.json"] = "0" * 64
     json.dump(m, open(path, "w"))
     before = snapshot(folder)
-    _assert_clean_error(cli("predict", folder, images["rgb"]),
+    assert_clean_error(cli("predict", folder, images["rgb"]),
                         "resnet20_cifar-symbol.json", "does not match the sha256")
     assert snapshot(folder) == before
 
@@ -437,11 +445,11 @@ def test_bad_images(small_export, images, tmp_path, case, fragments, cli):
     if case == "not_an_image":
         paths[case] = str(tmp_path / "notes.png")
         open(paths[case], "w").write("not an image")
-    _assert_clean_error(cli("predict", small_export, paths[case]), *fragments)
+    assert_clean_error(cli("predict", small_export, paths[case]), *fragments)
 
 
 def test_bad_export_folders(small_export, tmp_path, images, cli):
-    _assert_clean_error(cli("predict", str(tmp_path), images["rgb"]),
+    assert_clean_error(cli("predict", str(tmp_path), images["rgb"]),
                         "holds no manifest.json")
     broken = str(tmp_path / "broken")
     shutil.copytree(small_export, broken)
@@ -449,21 +457,21 @@ def test_bad_export_folders(small_export, tmp_path, images, cli):
     m = json.load(open(manifest))
     del m["sha256"]
     json.dump(m, open(manifest, "w"))
-    _assert_clean_error(cli("predict", broken, images["rgb"]), "lacks sha256", "re-export")
+    assert_clean_error(cli("predict", broken, images["rgb"]), "lacks sha256", "re-export")
     open(manifest, "w").write("{not json")
-    _assert_clean_error(cli("predict", broken, images["rgb"]), "not readable JSON")
-    _assert_clean_error(cli("predict", small_export, images["rgb"], "--int8"),
+    assert_clean_error(cli("predict", broken, images["rgb"]), "not readable JSON")
+    assert_clean_error(cli("predict", small_export, images["rgb"], "--int8"),
                         "holds no int8 graph", "--int8")
     untrained = str(tmp_path / "untrained")
     assert cli("export", "resnet20_cifar", "--out", untrained).returncode == 0
-    _assert_clean_error(cli("predict", untrained, images["rgb"]),
+    assert_clean_error(cli("predict", untrained, images["rgb"]),
                         "records no input normalisation", "--weights")
 
 
 def test_int8_needs_calibration_data(tmp_path, cli):
-    _assert_clean_error(cli("export", "resnet20_cifar", "--out", tmp_path / "e", "--int8"),
+    assert_clean_error(cli("export", "resnet20_cifar", "--out", tmp_path / "e", "--int8"),
                         "--int8 needs --calib-data")
-    _assert_clean_error(cli("export", "resnet20_cifar", "--out", str(tmp_path / "e"), "--int8",
+    assert_clean_error(cli("export", "resnet20_cifar", "--out", str(tmp_path / "e"), "--int8",
                             "--calib-data", str(tmp_path / "nowhere"), "--mean", "0", "0",
                             "0"), "does not exist")
     assert not (tmp_path / "e").exists()

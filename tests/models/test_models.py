@@ -7,6 +7,7 @@ import gluonres
 from gluonres.analysis.summary import trainable_params
 from gluonres.models import model_info
 
+
 # Trainable parameters (BN running statistics excluded): 2015 paper, Table 6 and Table 1
 # (ImageNet counts at 1000 classes with option B, the standard figures).
 EXACT_PARAMS = {
@@ -111,7 +112,13 @@ def test_summary_stage_shapes_resnet50():
                       "stage4": (1, 2048, 7, 7), "head": (1, 1000)}
 
 
-@pytest.mark.parametrize("name", ALL)
+# the deepest and widest take seconds each: left out of the fast loop (-m "not slow")
+HEAVY = {"resnet1202_cifar", "resnet1001_cifar_v2", "vgg16", "alexnet", "resnet101",
+         "resnet101_v2", "resnet152", "resnet152_v2"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in ALL])
 def test_forward_hybridize_export(name, tmp_path):
     net = _built(name)
     x = _input(net)

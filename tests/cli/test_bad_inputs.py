@@ -15,7 +15,7 @@ from gluonres.cli import main
 from gluonres.errors import GluonresError, TrainingDivergedError
 from gluonres.models.init import he_initialize
 
-from test_training import digits, fast, resnet8, small, Poison  # noqa: F401 (a fixture)
+from helpers import Poison, fast, resnet8, small, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +32,6 @@ def files(tmp_path_factory):
     cv2.imwrite(str(root / "ok.png"), image)
     cv2.imwrite(str(root / "big.png"), cv2.resize(image, (40, 40)))
     return root
-
-
-def snapshot(folder):
-    """Every file (with its bytes) and folder under ``folder``."""
-    out = {}
-    for where, dirs, names in os.walk(folder):
-        for d in dirs:
-            out[os.path.join(where, d)] = "dir"
-        for n in names:
-            with open(os.path.join(where, n), "rb") as f:
-                out[os.path.join(where, n)] = f.read()
-    return out
 
 
 def copy(files, tmp, name):

@@ -8,10 +8,12 @@ import gluonres
 from gluonres import data, io
 from gluonres.analysis import evaluation
 
+
 RESULTS = pathlib.Path(__file__).resolve().parent.parent / "results"
 RECORD = "resnet20_cifar-cifar10jpg"
 
 
+@pytest.mark.slow
 def test_recorded_cifar_run_meets_its_target_and_reproduces(cifar_root):
     record = json.loads((RESULTS / f"{RECORD}.json").read_text())
     assert record["model"] == "resnet20_cifar"
