@@ -149,7 +149,7 @@ class ZeroPadShortcut(HybridBlock):
         # with AVX-512 kernels that gradient arrives in 16-channel blocks: oneDNN's
         # concat backward then dies of a division by zero (SIGFPE) in a hybridized
         # graph whose addition feeds a BatchNorm (the 2016 'bn_after_add' unit). The
-        # 3-D gradient is plain NCHW on every ISA (tests/test_isa_matrix.py).
+        # 3-D gradient is plain NCHW on every ISA (tests/train/test_isa_matrix.py).
         flat = F.reshape(x, shape=(0, 0, -1))
         zero = F.zeros_like(F.slice_axis(flat, axis=1, begin=0, end=1))
         parts = []

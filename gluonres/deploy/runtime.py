@@ -87,7 +87,7 @@ def read_manifest(folder, verify=True):
 
 
 def preprocess_of(folder, manifest):
-    """The :class:`~gluonres.preprocess.Preprocess` an export's manifest describes.
+    """The :class:`~gluonres.data.Preprocess` an export's manifest describes.
 
     Raises
     ------

@@ -1,11 +1,11 @@
 """From a Gluon network to deployed files: hybridize, export, re-import, ONNX, INT8.
 
-- speed, measured side by side in one process (:func:`gluonres.bench.bench_model`):
+- speed, measured side by side in one process (:func:`gluonres.measure.bench.bench_model`):
   forward and training images/s of the network run imperatively and hybridized (the
   hybridize speed-up), GluonCV's same network, the ONNX file under onnxruntime, and
   the oneDNN INT8 graph;
 - the round trip: the network exported (symbol, params, manifest, ONNX, INT8), the
-  export read back by :mod:`gluonres.runtime` without the model code and the ONNX file
+  export read back by :mod:`gluonres.deploy.runtime` without the model code and the ONNX file
   run by onnxruntime, their logits against the in-memory network's;
 - INT8 on real data: the committed ``results/int8-resnet20_cifar.json``
   (``gluonres int8-bench``, trained weights, the JPEG CIFAR-10 test set), quoted.
@@ -39,7 +39,7 @@ SPEED = {"imperative_fwd_img_s": "gluonres imperative", "hybrid_fwd_img_s": "glu
 
 
 def speed(model="resnet20_cifar", batch=64, repeats=5, warmup=2, iters=2):
-    """:func:`gluonres.bench.bench_model` (no external peers), with the speed-ups.
+    """:func:`gluonres.measure.bench.bench_model` (no external peers), with the speed-ups.
 
     Returns
     -------
@@ -63,7 +63,7 @@ def export_roundtrip(model="resnet20_cifar", batch=8):
     -------
     dict
         ``files`` (name -> bytes), ``runtime_max_abs_diff`` (the export read back by
-        :mod:`gluonres.runtime` vs the in-memory network), ``onnx_max_abs_diff``
+        :mod:`gluonres.deploy.runtime` vs the in-memory network), ``onnx_max_abs_diff``
         (onnxruntime vs the network) and ``int8_top1_agreement`` (random weights and
         inputs: a check of the mechanics only, the accuracy on real data is the
         ``int8-bench`` record).
@@ -130,7 +130,7 @@ def table(record):
                  f"{sp['hybridize_speedup_train']:.2f}x training")
     e = record["export"]
     lines += [f"export read back: max |logit difference| {e['runtime_max_abs_diff']:.2e} "
-              f"(gluonres.runtime), {e['onnx_max_abs_diff']:.2e} (onnxruntime); INT8 top-1 "
+              f"(gluonres.deploy.runtime), {e['onnx_max_abs_diff']:.2e} (onnxruntime); INT8 top-1 "
               f"agreement {100 * e['int8_top1_agreement']:.0f}% (random weights)",
               "files: " + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in e["files"].items())]
     r = record.get("int8_record")

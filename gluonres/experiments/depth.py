@@ -3,7 +3,7 @@
 Exact parameter counts of ResNet-20 ... ResNet-1202 beside the paper's; the recorded
 errors of the depths trained at this scale (the degradation runs; ResNet-110 at
 ``paper`` scale); and ResNet-1202 built and stepped, its peak memory measured in a fresh
-process, ordinary and with gradient checkpointing (:func:`gluonres.bench.memory`).
+process, ordinary and with gradient checkpointing (:func:`gluonres.measure.memory.memory`).
 """
 from gluonres.analysis.summary import trainable_params
 from gluonres.errors import GluonresError
@@ -52,7 +52,7 @@ def param_table(rows):
 def memory(model, batch, steps):
     """Peak memory and time of ``model``'s training steps, ordinary and checkpointed.
 
-    :func:`gluonres.bench.memory`: each mode builds the network in a fresh process and
+    :func:`gluonres.measure.memory.memory`: each mode builds the network in a fresh process and
     reports the peak resident memory of its steps.
 
     Raises

@@ -19,7 +19,7 @@ def summarize(run, fields=("final_train_error", "final_train_error_eval", "final
 
 
 def history_of(summary):
-    """A :func:`summarize` curve as the history :func:`~gluonres.training.plot_curves`
+    """A :func:`summarize` curve as the history :func:`~gluonres.train.plot_curves`
     draws."""
     c = summary["curve"]
     return {"epochs": [{"epoch": e, "train_error_pct": tr, "test_error_pct": te}

@@ -30,7 +30,7 @@ class RunSpec:
         ``get_model`` keyword arguments (``arrangement``, ``shortcut`` ...); the class
         count comes from the data.
     train : dict
-        :class:`~gluonres.training.TrainConfig` overrides of the scale's settings
+        :class:`~gluonres.train.TrainConfig` overrides of the scale's settings
         (``epochs``, ``warmup`` ...).
     label : str, optional
         Name shown in tables and plots (default: the model name).
@@ -66,7 +66,7 @@ class RunSpec:
 
 class FinalTest(training.Callback):
     """The trained net's top-1 error (%) on held-out images, measured once, when
-    :func:`~gluonres.training.fit` ends; ``error_pct`` and ``seconds`` (how long that
+    :func:`~gluonres.train.fit` ends; ``error_pct`` and ``seconds`` (how long that
     took) are set then.
 
     Parameters
@@ -84,7 +84,7 @@ class FinalTest(training.Callback):
 
 
 class RunAnalysis(FinalTest):
-    """The per-run analyses, computed inside :func:`~gluonres.training.fit`.
+    """The per-run analyses, computed inside :func:`~gluonres.train.fit`.
 
     - at the start of a fresh run: per-layer gradient norms at initialisation
       (kept in the first epoch's record, so a resumed run still has them);

@@ -54,7 +54,7 @@ class Scale:
         ResNet-18) that a 2-core budget affords only shorter; empty where they are as
         long as the others.
     checkpoints : bool, default False
-        Keep run folders (checkpoints, weights, export) so that long runs resume.
+        Keep run folders (checkpoints, weights) so that long runs resume.
     default_data : str or None
         Data used when none is given (``None``: ``$GLUONRES_DATA``, else it must be given).
     description : str

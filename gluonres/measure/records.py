@@ -13,7 +13,7 @@ from gluonres.errors import GluonresError
 
 
 def record_run(run_dir, name, results_dir="results", bench=None, force=False):
-    """Turn a finished :func:`~gluonres.training.fit` run folder into a ``results/`` record.
+    """Turn a finished :func:`~gluonres.train.fit` run folder into a ``results/`` record.
 
     Writes ``NAME.json`` (command, model, data with caveats, machine, start/finish, wall
     time, throughput, test accuracy, config, per-epoch log, every resume with its own

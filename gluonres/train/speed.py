@@ -59,7 +59,7 @@ def fuse_bn_relu(sym):
 
     A BatchNorm is fused only when the ReLU is its single consumer, so no other node
     needs the un-activated values. Parameter names are unchanged; outputs, gradients
-    and running statistics are those of the unfused graph (tests/test_speed.py).
+    and running statistics are those of the unfused graph (tests/train/test_speed.py).
 
     Parameters
     ----------
@@ -116,7 +116,7 @@ def plain_global_pools(sym):
     forward's 1-bit ReLU mask and the reference backward's 8-bit one do not match). That
     BatchNorm+ReLU ends every plain net and every pre-activation net. With AVX2 kernels
     (8-channel blocks) neither happens, and the reshape costs one small reorder there.
-    The gradient is unchanged (tests/test_isa_matrix.py compares it on every ISA level).
+    The gradient is unchanged (tests/train/test_isa_matrix.py compares it on every ISA level).
 
     Parameters
     ----------

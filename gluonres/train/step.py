@@ -11,11 +11,11 @@ def prepare(net, config, ctx=None, workers=None, lr_scheduler=None):
     """The block that runs the training steps of ``net``, and its ``gluon.Trainer`` (SGD).
 
     The one place that decides how a network executes during training: the static graph
-    of :func:`gluonres.speed.for_training` (BatchNorm+ReLU fused; same gradients and
+    of :func:`gluonres.train.speed.for_training` (BatchNorm+ReLU fused; same gradients and
     statistics, measured faster by ``gluonres bench``), whose updates land in ``net``'s
     parameters. ``net`` itself is hybridized for evaluation. Its BatchNorm statistics
     arrive without an engine dependency: call ``mx.nd.waitall()`` before reading them.
-    ``workers`` (:class:`~gluonres.distributed.Workers`) connects the trainer to the
+    ``workers`` (:class:`~gluonres.train.distributed.Workers`) connects the trainer to the
     parameter server; ``lr_scheduler`` travels with the optimizer (``dist_async`` servers).
 
     Returns
@@ -42,7 +42,7 @@ def train_step(net, trainer, loss_fn, x, y, batch_size=None):
     The metrics depend on the forward pass only, so reading them does not wait for the
     backward pass and update. ``batch_size`` normalises the gradient (default: the
     batch's; distributed workers pass the whole batch, see
-    :meth:`~gluonres.distributed.Workers.step_size`).
+    :meth:`~gluonres.train.distributed.Workers.step_size`).
     """
     with autograd.record():
         out = net(x)

@@ -248,7 +248,7 @@ def test_class_names_fall_back_to_indices():
 def test_docs_plain_mxnet_snippet(small_export, images):
     """The few lines of plain MXNet in docs/deployment.md give gluonres predict's answer."""
     text = open(os.path.join(ROOT, "docs", "deployment.md")).read()
-    code = re.search(r"tested by tests/test_deploy.py::test_docs_plain_mxnet_snippet -->\n"
+    code = re.search(r"tested by tests/deploy/test_deploy.py::test_docs_plain_mxnet_snippet -->\n"
                      r"```python\n(.*?)```", text, re.S).group(1)
     assert 'folder, image = "runs/r20", "cat.jpg"' in code
     code = code.replace('"runs/r20", "cat.jpg"', f"{small_export!r}, {images['rgb']!r}")
