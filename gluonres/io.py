@@ -210,3 +210,36 @@ def preprocess_of(meta, default=None):
     if "preprocess" in meta:
         return Preprocess.from_dict(meta["preprocess"])
     return default
+
+
+def weights_preprocess(meta, weights, mean=None, std=None, required=True):
+    """The input normalisation of weights: ``mean`` and ``std`` when given, else the one
+    their metadata records.
+
+    Parameters
+    ----------
+    meta : dict
+        The weights' metadata (:func:`gluonres.io.read_weights`).
+    weights : str or None
+        Their path, named in the error.
+    mean, std : sequence of 3 float, optional
+        Per-channel override, for pixels in [0, 1].
+    required : bool, default True
+        Refuse weights that record none (and no override).
+
+    Returns
+    -------
+    gluonres.data.preprocess.Preprocess or None
+
+    Raises
+    ------
+    GluonresError
+        If ``required`` and the normalisation is unknown.
+    """
+    if mean is not None or std is not None:
+        return Preprocess(mean=mean, std=std)
+    preprocess = preprocess_of(meta)
+    if preprocess is None and required:
+        raise GluonresError(f"{weights!r} does not record its input normalisation; pass "
+                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
+    return preprocess

@@ -5,12 +5,13 @@ the layers together. Each rule is also run on a small bad example, to show that 
 catches what it is there to catch.
 """
 import ast
-import pathlib
 
 import pytest
 
+from helpers import REPO
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gluonres"
+
+PACKAGE = REPO / "gluonres"
 
 # what each layer may import from the package, besides itself and the base modules
 BASE = ("gluonres.errors", "gluonres._env", "gluonres._files", "gluonres._lazy",

@@ -36,43 +36,30 @@ def cmd_data_pack(args):
 
 
 def cmd_data_info(args):
-    import numpy as np
-
     from gluonres import data
-    d = data.load(args.data, size=args.size, val_size=args.val_split or 0,
-                  progress=not args.json)
-    info = d.describe()
-    counts = {name: np.bincount(split.labels, minlength=len(d.classes)).tolist()
-              for name, split in (("train", d.train), ("val", d.val), ("test", d.test))
-              if split is not None}
-    info["per_class"] = counts
-    lines = [f"{d.name}: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items())
+
+    info = data.load(args.data, size=args.size, val_size=args.val_split or 0,
+                     progress=not args.json).describe(per_class=True)
+    counts, classes = info["per_class"], info["classes"]
+    lines = [f"{info['name']}: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items())
              + f" images of {'x'.join(map(str, info['image_shape']))}, "
-             f"{len(d.classes)} classes"]
+             f"{len(classes)} classes"]
     lines += [f"  {c:<14} " + "  ".join(f"{k} {v[i]}" for k, v in counts.items())
-              for i, c in enumerate(d.classes)]
+              for i, c in enumerate(classes)]
     if "note" in info:
         lines.append(f"  note: {info['note']}")
     emit(args, info, "\n".join(lines))
 
 
 def cmd_data_bench(args):
-    import dataclasses
+    from gluonres.measure.timing import data_bench
 
-    import gluonres
-    from gluonres import data
-    from gluonres import train as training
-    from gluonres.measure import timing
-
-    net = gluonres.get_model(args.model, **model_kwargs(args))
-    dataset = data.load(args.data, size=net.input_size, progress=not args.json)
-    config = dataclasses.replace(training.recipe(args.model), batch_size=args.batch_size,
-                                 flip=dataset.hflip)
-    result = timing.train_throughput(net, dataset, config, iterations=args.iterations,
-                                     rounds=args.rounds, progress=not args.json)
+    result = data_bench(args.model, args.data, batch_size=args.batch_size,
+                        iterations=args.iterations, rounds=args.rounds, progress=not args.json,
+                        **model_kwargs(args))
     emit(args, result,
          f"{args.model} training, batch {args.batch_size}, {args.rounds} alternating rounds "
          f"of {args.iterations} real and {args.iterations} synthetic iterations:\n"
-         f"  real data ({dataset.name}, augmented)  {result['real_img_s']:.0f} img/s\n"
+         f"  real data ({result['data']}, augmented)  {result['real_img_s']:.0f} img/s\n"
          f"  synthetic input                  {result['synthetic_img_s']:.0f} img/s\n"
          f"  ratio real/synthetic             {result['ratio']:.3f}")

@@ -1,6 +1,6 @@
 """``gluonres backbones``, ``reproduce`` and ``report``: the papers' experiments and the
 results page."""
-from gluonres.cli._common import add_command, command_line, emit, log
+from gluonres.cli._common import add_command, command_line, emit
 
 
 def add_parsers(sub):
@@ -77,27 +77,12 @@ def cmd_backbones(args):
 
 
 def cmd_reproduce(args):
-    from gluonres import experiments
-    from gluonres.experiments import records
+    from gluonres.experiments import reproduce_many
 
-    names = list(experiments.EXPERIMENTS) if args.names == ["all"] else args.names
-    for name in names:  # every name and record path is checked before anything runs
-        experiments.get(name)
-    records.check_new_records(names, args.scale, args.out, args.force)
-    done, text = [], []
-    for name in names:
-        record = experiments.reproduce(name, args.scale, data=args.data, out=args.out,
-                                       work=args.work, progress=not args.no_progress,
-                                       force=args.force, command=command_line(args))
-        path = records.record_path(name, args.scale, args.out)
-        module = experiments.get(name)
-        done.append({"record": path, "experiment": name, "scale": args.scale,
-                     "runs": record["runs"], "wall_s": record["wall_s"],
-                     "training_s": record["training_s"], "claims": record.get("claims")})
-        text.append(f"{module.TITLE} ({args.scale} scale)\n{module.table(record)}\n"
-                    f"record: {path}  ({record['wall_s'] / 60:.1f} min)")
-        log(f"wrote {path}")
-    emit(args, {"experiments": done}, "\n\n".join(text))
+    done, texts = reproduce_many(args.names, args.scale, data=args.data, out=args.out,
+                                 work=args.work, progress=not args.no_progress,
+                                 force=args.force, command=command_line(args))
+    emit(args, {"experiments": done}, "\n\n".join(texts))
 
 
 def cmd_report(args):

@@ -1,7 +1,6 @@
 """``gluonres train``, ``launch`` and ``record``: training runs, parameter-server workers
 and results records."""
 import argparse
-import json
 import shlex
 
 from gluonres.cli._common import (add_command, add_model_options, count_or_fraction, emit, log,
@@ -98,33 +97,16 @@ def cmd_train(args):
 
 
 def cmd_launch(args):
-    from gluonres.errors import GluonresError
     from gluonres.train import distributed
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    result = distributed.launch(command, args.workers, args.servers, port=args.port,
-                                timeout=args.timeout)
-    failed, codes = result["failed"], result["exit_codes"]
-    if failed:
-        code = codes.get(failed)
-        what = (f"{failed} exited with code {code}" if failed in codes else failed)
-        message = (f"{what}; every other process was stopped (see the [{failed}] lines above "
-                   "for its message); fix that and launch again")
-        if code == 2:  # a worker refused its input: the launch was given bad input
-            raise GluonresError(message)
-        # a crash, a signal or the timeout: not bad input, so not exit code 2
-        log(f"gluonres: error: {message}")
-        return code if code and code > 0 else 1
-    records = {}
-    for name, line in result["outputs"].items():
-        try:
-            records[name] = json.loads(line)
-        except (TypeError, ValueError):
-            records[name] = line
-    record = {"workers": args.workers, "servers": args.servers, "port": result["port"],
-              "exit_codes": codes, "outputs": records}
-    emit(args, record, "\n".join(f"{name}: {line}" for name, line in
-                                 result["outputs"].items()))
+    try:
+        record, lines = distributed.launch(command, args.workers, args.servers, port=args.port,
+                                           timeout=args.timeout)
+    except distributed.LaunchFailed as err:  # not bad input: the failed process's exit code
+        log(f"gluonres: error: {err}")
+        return err.exit_code
+    emit(args, record, "\n".join(f"{name}: {line}" for name, line in lines.items()))
 
 
 def cmd_record(args):

@@ -95,14 +95,23 @@ class Data:
     def __post_init__(self):
         self.classes = self.train.classes
 
-    def describe(self):
-        """JSON-ready description: name, split sizes, classes, image shape, caveats."""
-        out = {"name": self.name,
-               "splits": {k: len(s) for k, s in (("train", self.train), ("val", self.val),
-                                                 ("test", self.test)) if s is not None},
+    def describe(self, per_class=False):
+        """JSON-ready description: name, split sizes, classes, image shape, caveats.
+
+        Parameters
+        ----------
+        per_class : bool, default False
+            Also ``per_class``: each split's image count per class, in class order.
+        """
+        splits = {k: s for k, s in (("train", self.train), ("val", self.val),
+                                    ("test", self.test)) if s is not None}
+        out = {"name": self.name, "splits": {k: len(s) for k, s in splits.items()},
                "classes": self.classes, "image_shape": list(self.train.images.shape[1:])}
         if self.train.lossy:
             out["note"] = JPEG_CAVEAT
+        if per_class:
+            out["per_class"] = {k: np.bincount(s.labels, minlength=len(self.classes)).tolist()
+                                for k, s in splits.items()}
         return out
 
 

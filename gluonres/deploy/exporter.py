@@ -28,7 +28,6 @@ from mxnet.gluon.parameter import DeferredInitializationError
 
 from gluonres import io
 from gluonres._files import sha256_of
-from gluonres.data.preprocess import Preprocess
 from gluonres.data.sources import CIFAR10_CLASSES, resolve_root
 from gluonres.deploy import runtime
 from gluonres.deploy.quantize import (CALIB_IMAGES, CALIB_MODE, CALIB_SEED, calibration_images,
@@ -243,50 +242,17 @@ def _versions(onnx):
 
 
 # ---------------------------------------------------------------------------- from weights
-def weights_preprocess(meta, weights, mean=None, std=None, required=True):
-    """The input normalisation of weights: ``mean`` and ``std`` when given, else the one
-    their metadata records.
-
-    Parameters
-    ----------
-    meta : dict
-        The weights' metadata (:func:`gluonres.io.read_weights`).
-    weights : str or None
-        Their path, named in the error.
-    mean, std : sequence of 3 float, optional
-        Per-channel override, for pixels in [0, 1].
-    required : bool, default True
-        Refuse weights that record none (and no override).
-
-    Returns
-    -------
-    gluonres.data.preprocess.Preprocess or None
-
-    Raises
-    ------
-    GluonresError
-        If ``required`` and the normalisation is unknown.
-    """
-    if mean is not None or std is not None:
-        return Preprocess(mean=mean, std=std)
-    preprocess = io.preprocess_of(meta)
-    if preprocess is None and required:
-        raise GluonresError(f"{weights!r} does not record its input normalisation; pass "
-                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
-    return preprocess
-
-
 def weights_export_settings(net, weights, meta, mean=None, std=None):
     """What :func:`export` records for ``net`` loaded from the file ``weights``.
 
     Returns
     -------
     dict
-        ``preprocess`` (:func:`weights_preprocess`), ``classes``
+        ``preprocess`` (:func:`gluonres.io.weights_preprocess`), ``classes``
         (:func:`default_classes`) and ``source`` (the weights' path and SHA-256): keyword
         arguments of :func:`export`.
     """
-    return {"preprocess": weights_preprocess(meta, weights, mean, std),
+    return {"preprocess": io.weights_preprocess(meta, weights, mean, std),
             "classes": default_classes(net, meta),
             "source": {"weights": os.path.abspath(weights), "weights_sha256": sha256_of(weights)}}
 
@@ -303,7 +269,7 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, **model_kw
         ``.npz``; without it the weights are fresh (seeded He initialisation) and the
         export records no preprocessing unless ``mean`` and ``std`` are given.
     mean, std : sequence of 3 float, optional
-        Override the normalisation the weights record (:func:`weights_preprocess`).
+        Override the normalisation the weights record (:func:`gluonres.io.weights_preprocess`).
     seed : int, default 0
         Of the fresh weights.
     **model_kwargs
@@ -322,7 +288,7 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, **model_kw
     _log(f"no --weights given: exporting {model} with fresh He-initialised weights "
          f"(seed {seed}); the manifest records no preprocessing")
     he_initialize(net, seed)
-    return net, {"preprocess": weights_preprocess({}, None, mean, std, required=False),
+    return net, {"preprocess": io.weights_preprocess({}, None, mean, std, required=False),
                  "classes": default_classes(net),
                  "source": {"weights": None, "init": f"He (MSRA, fan-in) normal, seed {seed}"}}
 

@@ -4,8 +4,10 @@ alike; the median sample is the figure.
 
 :class:`Timer` is a named workload, :func:`local` and :func:`forward` make one for work in
 this process, :func:`interleaved` times several side by side. :func:`train_throughput`
-times the training step on real against synthetic batches with them.
+times the training step on real against synthetic batches with them; :func:`data_bench`
+does so for a registered model on a dataset (``gluonres data bench``).
 """
+import dataclasses
 import time
 
 import mxnet as mx
@@ -13,9 +15,10 @@ import numpy as np
 from mxnet import gluon
 from tqdm import tqdm
 
+from gluonres.data.loading import load
 from gluonres.data.preprocess import Preprocess
 from gluonres.machine import machine
-from gluonres.models import model_info
+from gluonres.models import get_model, model_info
 from gluonres.models.init import he_initialize
 from gluonres.train.config import recipe
 from gluonres.train.step import input_stream, prepare, train_step
@@ -176,3 +179,34 @@ def train_throughput(net, data, config=None, iterations=5, rounds=12, ctx=None,
             "ratio": real_img_s / synthetic_img_s,
             "real_img_s_blocks": real.samples, "synthetic_img_s_blocks": synthetic.samples,
             "machine": machine()}
+
+
+def data_bench(model, data, batch_size=128, iterations=5, rounds=12, progress=True,
+               **model_kwargs):
+    """:func:`train_throughput` of a registered model on a dataset, with the model's recipe.
+
+    Parameters
+    ----------
+    model : str
+        Registered name.
+    data : str
+        As for :func:`gluonres.data.load`, decoded at the model's input size.
+    batch_size : int, default 128
+    iterations, rounds : int
+        As for :func:`train_throughput`.
+    progress : bool, default True
+        Progress bars on standard error.
+    **model_kwargs
+        Builder options: ``classes``, ``shortcut`` ...
+
+    Returns
+    -------
+    dict
+        :func:`train_throughput`'s record.
+    """
+    net = get_model(model, **model_kwargs)
+    dataset = load(data, size=model_info(net).input_size, progress=progress)
+    # flips only where they keep the label (not for digits), as training does
+    config = dataclasses.replace(recipe(model), batch_size=batch_size, flip=dataset.hflip)
+    return train_throughput(net, dataset, config, iterations=iterations, rounds=rounds,
+                            progress=progress)

@@ -13,6 +13,7 @@ identical on every worker and checkpoints hold everything a resumed run needs.
 applied when it arrives, the momentum lives on the servers and the learning-rate
 schedule travels to them as an ``mx.lr_scheduler``.
 """
+import json
 import os
 import signal
 import socket
@@ -147,6 +148,21 @@ class Workers:
 
 
 # ---------------------------------------------------------------------------- launcher
+class LaunchFailed(RuntimeError):
+    """A process of a launch crashed or was killed, or the launch timed out or was
+    interrupted: a failure, but not bad input.
+
+    Attributes
+    ----------
+    exit_code : int
+        What the launcher exits with: the failed process's exit code, else 1.
+    """
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def free_port(host="127.0.0.1"):
     """A TCP port free on ``host`` right now."""
     with socket.socket() as s:
@@ -160,7 +176,7 @@ def launch(command, workers, servers=1, port=None, timeout=None, log=None):
     Starts a scheduler, ``servers`` servers and ``workers`` copies of ``command`` with
     the ``DMLC_*`` environment, forwards every line they print to standard error with
     the process's role in front, and waits. When any process fails, the others are
-    stopped; on Ctrl-C all are stopped.
+    stopped; on Ctrl-C all are stopped. This is ``gluonres launch``.
 
     Parameters
     ----------
@@ -177,9 +193,20 @@ def launch(command, workers, servers=1, port=None, timeout=None, log=None):
 
     Returns
     -------
-    dict
-        ``exit_codes`` (per role), ``port``, ``outputs`` (each worker's last standard
-        output line) and ``failed`` (the first role that failed, or ``None``).
+    record : dict
+        ``workers``, ``servers``, ``port``, ``exit_codes`` (per role) and ``outputs``:
+        each worker's last standard output line, as the object it holds when it is JSON
+        (``gluonres ... --json``).
+    lines : dict
+        Each worker's last standard output line as printed (``None`` if it printed none).
+
+    Raises
+    ------
+    GluonresError
+        For bad arguments, or when a process exited with code 2: it refused its input.
+    LaunchFailed
+        When a process failed otherwise, or on the timeout or Ctrl-C; every other
+        process has been stopped.
     """
     if workers < 1 or servers < 1:
         raise GluonresError(f"need at least one worker and one server, got -n {workers} -s "
@@ -220,8 +247,32 @@ def launch(command, workers, servers=1, port=None, timeout=None, log=None):
         for t in threads:
             t.join(timeout=5)
     codes = {name: p.returncode for name, p in procs.items()}
-    return {"port": port, "exit_codes": codes, "failed": failed,
-            "outputs": {n: last.get(n) for n in procs if n.startswith("worker")}}
+    if failed:
+        raise _failure(failed, codes)
+    lines = {n: last.get(n) for n in procs if n.startswith("worker")}
+    return ({"workers": workers, "servers": servers, "port": port, "exit_codes": codes,
+             "outputs": {n: _parsed(line) for n, line in lines.items()}}, lines)
+
+
+def _failure(failed, codes):
+    """The error to raise when ``failed`` (a role, ``'timeout'`` or the interruption)
+    ended a launch with the processes' exit ``codes``."""
+    code = codes.get(failed)
+    what = f"{failed} exited with code {code}" if failed in codes else failed
+    message = (f"{what}; every other process was stopped (see the [{failed}] lines above "
+               "for its message); fix that and launch again")
+    if code == 2:  # a worker refused its input: the launch was given bad input
+        return GluonresError(message)
+    # a crash, a signal or the timeout: not bad input, so not exit code 2
+    return LaunchFailed(message, code if code and code > 0 else 1)
+
+
+def _parsed(line):
+    """A worker's output line as the JSON object it holds, else as it is."""
+    try:
+        return json.loads(line)
+    except (TypeError, ValueError):
+        return line
 
 
 def _forward(name, stream, last=None):

@@ -1,6 +1,5 @@
 """The committed training record: its weights still give the accuracy it claims."""
 import json
-import pathlib
 
 import pytest
 
@@ -8,8 +7,10 @@ import gluonres
 from gluonres import data, io
 from gluonres.analysis import evaluation
 
+from helpers import REPO
 
-RESULTS = pathlib.Path(__file__).resolve().parent.parent / "results"
+
+RESULTS = REPO / "results"
 RECORD = "resnet20_cifar-cifar10jpg"
 
 
