@@ -86,11 +86,21 @@ def cmd_reproduce(args):
 
 
 def cmd_report(args):
-    from gluonres._files import write_text
+    import os
+
+    from gluonres._files import check_writable, write_text
+    from gluonres.errors import GluonresError
     from gluonres.experiments.report import results_page
 
+    folder = os.path.dirname(os.path.abspath(args.out)) if args.out else None
+    if args.out:  # checked before the page is built
+        if os.path.isdir(args.out):
+            raise GluonresError(f"cannot write to --out {args.out!r} (it is a folder); pass "
+                                "the page's file name, e.g. docs/results.md")
+        check_writable(folder)
     page = results_page(args.results)
     if args.out:
+        os.makedirs(folder, exist_ok=True)
         write_text(args.out, page)
     emit(args, {"out": args.out, "chars": len(page)},
          f"wrote {args.out}" if args.out else page)

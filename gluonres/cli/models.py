@@ -22,6 +22,11 @@ def cmd_list(args):
 
 def cmd_summary(args):
     import gluonres
+    from gluonres.errors import GluonresError
+
+    if args.size is not None and args.size < 1:
+        raise GluonresError(f"--size {args.size} is not an image size; pass a whole number "
+                            "of pixels of at least 1, or leave --size out for the model's own")
     net = gluonres.get_model(args.model, **model_kwargs(args))
     shape = (1, 3, args.size, args.size) if args.size else None
     s = gluonres.summary(net, shape)

@@ -1,6 +1,7 @@
 """Every source by one name: :func:`load` reads a spec (``'digits'``, ``'cifar10'``, a
 folder, an archive, RecordIO) into a :class:`~gluonres.data.Data`.
 """
+import numbers
 import os
 
 from gluonres.data.arrays import Data
@@ -38,6 +39,10 @@ def load(spec, size=None, val_size=0, seed=0, progress=True):
     DataError
         For a missing, empty or unreadable dataset, naming the problem and the fix.
     """
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)
+                             or size < 1):
+        raise DataError(f"image size {size!r} is not a whole number of pixels of at least 1; "
+                        "pass e.g. --size 32, or no size to keep the images as they are")
     if spec == "digits":
         data = digits()
     elif spec == "cifar10":
@@ -66,10 +71,11 @@ def _load_path(path, size, progress):
                         "that gluonres never loads (unpickling runs code from the file); "
                         "use the binary version (cifar-10-binary.tar.gz: data_batch_N.bin, "
                         "test_batch.bin) or an image folder")
-    if os.path.isfile(os.path.join(root, "train.rec")):
+    # exists, not isfile: a train.rec that is not a regular file is refused, not ignored
+    if os.path.lexists(os.path.join(root, "train.rec")):
         test = os.path.join(root, "test.rec")
         return Data(path, read_recordio(os.path.join(root, "train.rec"), size),
-                    read_recordio(test, size) if os.path.isfile(test) else None)
+                    read_recordio(test, size) if os.path.lexists(test) else None)
     if os.path.isdir(os.path.join(root, "train")):
         train = image_folder(root, "train", size, progress)
         test = None

@@ -13,17 +13,28 @@ Sources (by name or path through :func:`gluonres.data.load`):
   ``test_batch.bin``), read by :func:`cifar10_binary`. The "python version" batches are
   pickles and are refused: gluonres never unpickles a file it is given.
 - an image-folder root ``train/<class>/*.jpg`` (+ ``test/<class>/``), such as the
-  extracted ``cifar10-jpg.tar.gz``, or its ``.tar.gz`` archive (extracted once);
+  extracted ``cifar10-jpg.tar.gz``, or its ``.tar.gz`` archive (extracted once per
+  content: the cache is keyed by the archive's SHA-256);
 - any folder with one subfolder of images per class (a single split);
 - a RecordIO folder written by :func:`pack_recordio` (``train.rec/.idx`` ...), or a
   single ``.rec`` file with its ``.idx``.
+
+Files from a user are untrusted: only regular files are read, each within
+:data:`LIMITS` (bytes per file, pixels per image, read from the header before decoding),
+and archives are extracted only when every member is a plain file or folder inside the
+target.
 """
 import contextlib
+import gzip
+import hashlib
 import os
 import shutil
+import stat
+import struct
 import sys
 import tarfile
 import tempfile
+import zlib
 
 import cv2
 import mxnet as mx
@@ -50,6 +61,48 @@ DIGITS_TEST = 360
 
 #: One record of a CIFAR-10 binary batch: a label byte, then 32x32 R, G and B planes.
 CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+#: What one image may make gluonres read or decode: ``{name: (environment variable,
+#: default)}``; setting the variable raises (or lowers) the limit.
+LIMITS = {
+    # decoded RGB bytes are 3x this: 8192 x 8192 pixels is about 200 MB
+    "image_pixels": ("GLUONRES_MAX_IMAGE_PIXELS", 1 << 26),
+    # an encoded image file or RecordIO record (and each member of an archive)
+    "image_bytes": ("GLUONRES_MAX_IMAGE_BYTES", 1 << 26),
+}
+
+
+# JPEG start-of-frame markers (they hold the size); C4, C8 and CC are other segments
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def limit(name):
+    """The value of one of :data:`LIMITS`: its environment variable, else the default.
+
+    Raises
+    ------
+    DataError
+        If the variable is set to something other than a positive integer.
+    """
+    var, default = LIMITS[name]
+    value = os.environ.get(var)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise DataError(f"{var}={value[:40]!r} is not a positive integer; set it to a number "
+                        f"such as {default} or unset it")
+    return number
+
+
+def _over_limit(name, what, found):
+    var = LIMITS[name][0]
+    return (f"{what} ({found:,}) exceeds the limit of {limit(name):,} set by {var}; shrink or "
+            f"remove it, or if you trust the input, raise the limit: {var}={found}")
 
 
 def cache_dir():
@@ -128,7 +181,8 @@ def cifar10_binary(folder, name=None):
     """
     classes = CIFAR10_CLASSES
     meta = os.path.join(folder, "batches.meta.txt")
-    if os.path.isfile(meta):
+    if os.path.exists(meta):
+        _regular(meta, "replace it with the batches.meta.txt of cifar-10-binary.tar.gz")
         with open(meta) as f:
             classes = [line.strip() for line in f if line.strip()]
     train = sorted((n for n in os.listdir(folder)
@@ -139,9 +193,22 @@ def cifar10_binary(folder, name=None):
                 _cifar_batches([test], classes) if os.path.isfile(test) else None)
 
 
+def _regular(path, fix):
+    """Refuse anything but a regular file (after links): a FIFO or device would block or
+    never end."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as err:
+        raise DataError(f"cannot read {path!r} ({err.strerror}); {fix}") from None
+    if not regular:
+        raise DataError(f"{path!r} is not a regular file (a folder, FIFO, device or a link to "
+                        f"one); {fix}")
+
+
 def _cifar_batches(paths, classes):
     records = []
     for path in paths:
+        _regular(path, "extract cifar-10-binary.tar.gz again")
         raw = np.fromfile(path, dtype=np.uint8)
         if raw.size == 0 or raw.size % CIFAR_RECORD:
             raise DataError(f"{path!r} is not a CIFAR-10 binary batch ({raw.size} bytes, not a "
@@ -162,10 +229,16 @@ def _cifar_batches(paths, classes):
 def resolve_root(path):
     """An image-folder root from a folder or a ``.tar.gz`` archive (extracted once).
 
+    The extraction is cached under :func:`cache_dir` by the archive's name and the
+    SHA-256 of its bytes, so another archive of the same name, or the same archive
+    updated, is extracted anew. Only plain files and folders are extracted (no links,
+    devices or paths outside the target), each within the ``image_bytes`` limit.
+
     Raises
     ------
     DataError
-        If the path does not exist.
+        If the path does not exist, or the archive is unreadable (truncated, not gzip)
+        or holds a member that is not extracted.
     """
     if not os.path.exists(path):
         raise DataError(f"data path {path!r} does not exist; pass 'digits', 'cifar10', an "
@@ -176,18 +249,74 @@ def resolve_root(path):
     if not path.endswith((".tar.gz", ".tgz", ".tar")):
         raise DataError(f"data path {path!r} is a file but not a .tar.gz archive or .rec "
                         "file; pass an image-folder root or its archive")
+    if not os.path.isfile(path):
+        raise DataError(f"data path {path!r} is not a regular file; pass the archive itself")
     name = os.path.basename(path).split(".")[0]
-    root = os.path.join(cache_dir(), name)
+    root = os.path.join(cache_dir(), f"{name}-{_archive_digest(path)[:16]}")
     if not os.path.isdir(root):
-        os.makedirs(cache_dir(), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=cache_dir())
         try:
-            with tarfile.open(path) as tar:
-                tar.extractall(tmp, filter="data")
-            os.replace(tmp, root)  # a half-extracted archive never looks complete
+            os.makedirs(cache_dir(), exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=cache_dir())
+        except OSError as err:
+            raise DataError(_cache_problem(path, err)) from None
+        try:
+            _extract(path, tmp)
+            try:
+                os.replace(tmp, root)  # a half-extracted archive never looks complete
+            except OSError:
+                if not os.path.isdir(root):  # else another process extracted it meanwhile
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _archive_digest(path):
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise DataError(f"cannot read archive {path!r} ({err.strerror}); pass a readable "
+                        ".tar.gz archive") from None
+    return digest.hexdigest()
+
+
+def _extract(path, target):
+    """Extract ``path`` into ``target``, refusing members that are not plain files or
+    folders inside it, or larger than the ``image_bytes`` limit."""
+    fix = "extract it yourself if you trust it, or pass an archive of image folders"
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:  # one pass, each member checked before it is written
+                where = f"member {member.name!r} of archive {path!r}"
+                if not (member.isreg() or member.isdir()):
+                    raise DataError(f"{where} is a link or special file, which gluonres does "
+                                    f"not extract; {fix}")
+                parts = member.name.replace("\\", "/").split("/")
+                if member.name.startswith("/") or ".." in parts:
+                    raise DataError(f"{where} points outside the folder it is extracted to; "
+                                    f"{fix}")
+                if member.isreg() and member.size > limit("image_bytes"):
+                    raise DataError(_over_limit("image_bytes", f"the size of {where} in bytes",
+                                                member.size))
+                tar.extract(member, target, filter="data")  # the standard checks, once more
+    except tarfile.FilterError as err:
+        raise DataError(f"archive {path!r} holds a member that tarfile's data filter refuses "
+                        f"({type(err).__name__}); {fix}") from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise DataError(f"cannot extract archive {path!r} ({reason}: truncated, damaged or "
+                        "not a .tar.gz?); download or create the archive again") from None
+    except OSError as err:  # reading the archive, or writing the cache (a full disk)
+        raise DataError(_cache_problem(path, err)) from None
+
+
+def _cache_problem(path, err):
+    return (f"cannot extract archive {path!r} into the cache {cache_dir()!r} "
+            f"({err.strerror or err}); free space there, or set GLUONRES_CACHE to a folder "
+            "you can write to")
 
 
 def image_files(folder):
@@ -215,7 +344,53 @@ def image_files(folder):
             raise DataError(f"class folder {os.path.join(folder, c)!r} has no images "
                             f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
         files += [(os.path.join(folder, c, n), label) for n in names]
+    for path, _ in files:  # refused before anything is read (a FIFO would block a read)
+        _regular_size(path)
     return classes, files
+
+
+def _regular_size(path):
+    """The size of ``path`` in bytes if it is (or links to) a regular image file within
+    the ``image_bytes`` limit."""
+    try:
+        info = os.stat(path)  # follows symbolic links: their target is what would be read
+    except OSError as err:
+        raise DataError(f"cannot read image {path!r} ({err.strerror}); replace or remove "
+                        "the file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"image {path!r} is not a regular file (a folder, FIFO, device or a "
+                        "link to one); replace it with an image file or remove it")
+    if info.st_size > limit("image_bytes"):
+        raise DataError(_over_limit("image_bytes", f"the size of image {path!r} in bytes",
+                                    info.st_size))
+    return info.st_size
+
+
+def read_image_file(path):
+    """The bytes of the image file ``path``: a regular file within the ``image_bytes``
+    limit (:data:`LIMITS`), read without blocking on a FIFO swapped in after the check.
+
+    Raises
+    ------
+    DataError
+        If the file is not a regular file, is too large or cannot be read.
+    """
+    _regular_size(path)
+    most = limit("image_bytes")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise DataError(f"image {path!r} is not a regular file; replace it with an "
+                                "image file or remove it")
+            blob = f.read(most + 1)  # bounded even if the file grew after the check
+    except OSError as err:
+        raise DataError(f"cannot read image {path!r} ({err.strerror}); replace or remove "
+                        "the file") from None
+    if len(blob) > most:
+        raise DataError(_over_limit("image_bytes", f"the size of image {path!r} in bytes",
+                                    len(blob)))
+    return blob
 
 
 def image_folder(root, split=None, size=None, progress=True):
@@ -244,8 +419,7 @@ def image_folder(root, split=None, size=None, progress=True):
     images = []
     for path, _ in tqdm(files, desc=f"decode {folder}", unit="img", leave=False,
                         disable=not progress, mininterval=1, delay=2):
-        with open(path, "rb") as f:
-            images.append(decode(f.read(), path, size))
+        images.append(decode(read_image_file(path), path, size))
     lossy = any(p.lower().endswith(LOSSY_EXTENSIONS) for p, _ in files)
     return ImageArrays(_stack(images, folder), [label for _, label in files], classes, lossy)
 
@@ -254,13 +428,30 @@ def decode(blob, where, size=None):
     """Decode encoded image bytes to uint8 RGB ``(H, W, 3)``, optionally sized.
 
     OpenCV decodes exactly as ``mx.image.imdecode`` (the same libjpeg), ~10x faster.
+    Only PNG, JPEG and BMP are decoded, and only within the ``image_pixels`` and
+    ``image_bytes`` limits (:data:`LIMITS`), read from the header before decoding.
 
     Raises
     ------
     DataError
-        If the bytes are not a readable image; ``where`` names it.
+        If the bytes are empty, not a readable image or over a limit; ``where`` names them.
     """
-    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    if len(blob) == 0:
+        raise DataError(f"image {where!r} is empty (0 bytes); replace or remove the file")
+    if len(blob) > limit("image_bytes"):
+        raise DataError(_over_limit("image_bytes", f"the size of image {where!r} in bytes",
+                                    len(blob)))
+    dims = image_size(blob)
+    if dims is None or 0 in dims:
+        raise DataError(f"cannot decode image {where!r} (corrupt or not an image); replace "
+                        "or remove the file (gluonres reads PNG, JPEG and BMP)")
+    if dims[0] * dims[1] > limit("image_pixels"):
+        raise DataError(_over_limit("image_pixels", f"image {where!r} is {dims[0]}x{dims[1]} "
+                                    "pixels, a pixel count", dims[0] * dims[1]))
+    try:
+        img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
     if img is None:
         raise DataError(f"cannot decode image {where!r} (corrupt or not an image); replace "
                         "or remove the file")
@@ -268,3 +459,36 @@ def decode(blob, where, size=None):
     return img if size is None else _fit_size(img, size)
 
 
+def image_size(blob):
+    """``(width, height)`` from the header of PNG, JPEG or BMP bytes, else ``None``.
+
+    Only the header is read, so a size can be refused before anything is decoded.
+    """
+    if blob[:8] == b"\x89PNG\r\n\x1a\n" and blob[12:16] == b"IHDR" and len(blob) >= 24:
+        return struct.unpack(">II", blob[16:24])
+    if blob[:2] == b"BM" and len(blob) >= 26:
+        if struct.unpack("<I", blob[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
+            return struct.unpack("<HH", blob[18:22])
+        width, height = struct.unpack("<ii", blob[18:26])
+        return abs(width), abs(height)  # a negative height means top-down rows
+    if blob[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(blob):
+            if blob[i] != 0xFF:
+                return None
+            marker = blob[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+                i += 2
+                continue
+            if marker in _JPEG_SOF:
+                if i + 9 > len(blob):
+                    return None
+                height, width = struct.unpack(">HH", blob[i + 5:i + 9])
+                return width, height
+            if marker == 0xDA:  # scan data before any frame header
+                return None
+            i += 2 + struct.unpack(">H", blob[i + 2:i + 4])[0]
+    return None

@@ -1,13 +1,15 @@
 """Accuracy, per-class accuracy and confusion matrix of a weights file on a dataset
 (``gluonres evaluate``)."""
+import numbers
 import os
 
 import mxnet as mx
 
 from gluonres import io
+from gluonres._files import check_writable
 from gluonres.analysis import evaluation
 from gluonres.data import load
-from gluonres.errors import DataError
+from gluonres.errors import DataError, GluonresError
 from gluonres.models import get_model, model_info
 
 
@@ -46,9 +48,19 @@ def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_
     Raises
     ------
     GluonresError
-        For weights that do not fit the model or record no normalisation, or data whose
-        classes differ from those the weights were trained on.
+        For a ``batch_size`` below 1 or an ``out`` that cannot be written (both checked
+        before any work), weights that do not fit the model or record no normalisation,
+        or data whose classes differ from those the weights were trained on.
     """
+    if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1):
+        raise GluonresError(f"batch size {batch_size!r} is not a whole number of images of "
+                            "at least 1; pass e.g. --batch-size 256")
+    if out:
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise GluonresError(f"cannot write to --out {out!r} (it is a file); pass a folder "
+                                "for confusion.png")
+        check_writable(out)
     arrays, meta = io.read_weights(weights)
     if "classes" in meta:
         model_kwargs.setdefault("classes", len(meta["classes"]))
