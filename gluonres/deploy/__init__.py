@@ -7,6 +7,7 @@ predict`` runs) never loads the exporter, the models or the training code.
 """
 from gluonres._lazy import lazy_exports
 
+
 __getattr__ = lazy_exports(__name__, {
     name: "exporter" for name in ("CROP_FRACTION", "image_spec", "default_classes", "export",
                                   "export_onnx", "ExportCallback")})

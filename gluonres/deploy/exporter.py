@@ -8,14 +8,22 @@ An export folder holds::
     NAME.onnx                              with ``onnx=True``: dynamic batch dimension
     NAME-int8-symbol.json, -0000.params    with ``calibration``: oneDNN int8 graph
 
-Everything is written into a hidden staging folder first and moved into place only when
-all of it succeeded, the manifest last: a failed export leaves an earlier one untouched.
+Everything is written into a hidden staging folder beside the export folder
+(``.NAME.export-XXXX``, locked while it is written) and swapped with the folder in one
+step when all of it succeeded (:func:`replace_folder`): at every instant the folder holds
+either the complete earlier export or the complete new one. Staging folders left by
+killed processes are removed by the next export into the same folder.
 :mod:`gluonres.deploy.runtime` reads the folder back without any model code.
 
 :func:`export` writes a network; :func:`export_weights` does what ``gluonres export``
 does (a registered model with a weights file, optionally calibrated for INT8) and
 :class:`ExportCallback` what ``gluonres train`` does at the end of a run.
 """
+import contextlib
+import ctypes
+import errno
+import fcntl
+import fnmatch
 import json
 import os
 import shutil
@@ -27,7 +35,7 @@ import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
 from gluonres import io
-from gluonres._files import sha256_of
+from gluonres._files import check_writable, sha256_of
 from gluonres.data.sources import CIFAR10_CLASSES, resolve_root
 from gluonres.deploy import runtime
 from gluonres.deploy.quantize import (CALIB_IMAGES, CALIB_MODE, CALIB_SEED, calibration_images,
@@ -106,7 +114,9 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
     net : mxnet.gluon.HybridBlock
         An initialised network.
     out_dir : str
-        Created if missing; files of an earlier export are replaced only on success.
+        The export folder: created if missing; an earlier export there is replaced as a
+        whole, in one step, only on success (:func:`replace_folder`). A folder holding
+        other files is refused (:func:`check_export_folder`).
     name : str, optional
         File prefix; defaults to the model's name (:func:`~gluonres.models.model_info`).
     input_shape : tuple, optional
@@ -133,15 +143,16 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
     """
     name = name or model_info(net).name
     input_shape = tuple(input_shape or model_info(net).input_shape())
+    if input_shape[0] < 1:
+        raise GluonresError(f"the batch size must be at least 1, got {input_shape[0]} "
+                            "(--batch)")
     if calibration is not None and preprocess is None:
         raise GluonresError("INT8 calibration needs the input normalisation; export trained "
                             "weights that record it, or pass --mean and --std")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise GluonresError(f"--out {out_dir!r} is a file; pass a folder")
+    real_out = check_export_folder(out_dir)
     output = _trace(net, input_shape)
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export.", dir=out_dir)
-    try:
+    os.makedirs(os.path.dirname(real_out), exist_ok=True)
+    with staging_folder(real_out) as staging:
         files = _write_all(net, staging, name, input_shape, preprocess, onnx, calibration)
         manifest = {
             "format": runtime.FORMAT,
@@ -166,15 +177,192 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
             manifest["source"] = source
         with open(os.path.join(staging, runtime.MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
-        paths = {}
-        for key, fname in [*files.items(), ("manifest", runtime.MANIFEST)]:  # manifest last
+        for fname in [*files.values(), runtime.MANIFEST]:
             with open(os.path.join(staging, fname), "rb") as f:
                 os.fsync(f.fileno())
-            paths[key] = os.path.join(out_dir, fname)
-            os.replace(os.path.join(staging, fname), paths[key])
+        replace_folder(staging, real_out)
+    return {key: os.path.join(out_dir, fname)
+            for key, fname in [*files.items(), ("manifest", runtime.MANIFEST)]}
+
+
+# ---------------------------------------------------------------------- the export folder
+#: What an export folder may hold besides its manifest: the files an export writes, and
+#: the staging folders (``.export.*``) that earlier versions kept inside it.
+EXPORT_FILES = ("*-symbol.json", "*-0000.params", "*.onnx", "mean.npy", ".export.*")
+
+
+def check_export_folder(out_dir):
+    """Check, before any work, that an export can be written to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str
+        The export folder: missing, empty, or an earlier export (which is replaced as a
+        whole, so a folder holding other files is refused rather than deleted).
+
+    Returns
+    -------
+    str
+        ``out_dir`` as an absolute path, symbolic links resolved.
+
+    Raises
+    ------
+    GluonresError
+        If ``out_dir`` is a file, holds other files, or it (or the folder around it,
+        where the new export is staged) cannot be written to.
+    """
+    path = os.path.realpath(out_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise GluonresError(f"--out {out_dir!r} is a file; pass a folder")
+    if os.path.isdir(path):
+        others = sorted(entry for entry in os.listdir(path) if entry != runtime.MANIFEST
+                        and not any(fnmatch.fnmatchcase(entry, p) for p in EXPORT_FILES))
+        if others:
+            shown = ", ".join(runtime.printable(o) for o in others[:3])
+            raise GluonresError(
+                f"--out {out_dir!r} holds files that are not part of an export ({shown}"
+                f"{' ...' if len(others) > 3 else ''}); an export replaces its whole folder, "
+                "so pass a new folder or an earlier export's")
+        check_writable(out_dir)
+        check_writable(os.path.dirname(path), "the folder around --out")  # staged there
+    else:
+        check_writable(out_dir)
+    return path
+
+
+def _staging_prefix(out_dir):
+    return f".{os.path.basename(out_dir)}.export-"
+
+
+@contextlib.contextmanager
+def staging_folder(out_dir):
+    """A new, locked folder beside ``out_dir`` to write an export into; removed at the end.
+
+    The lock (``flock`` on the folder) is what tells a live export from one whose process
+    was killed: :func:`remove_stale_staging` removes only unlocked ones, and runs here
+    once the new folder is locked.
+    """
+    parent = os.path.dirname(out_dir)
+    while True:
+        path = tempfile.mkdtemp(prefix=_staging_prefix(out_dir), dir=parent)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # a cleaner may have removed it between mkdtemp and flock: then take another
+            if os.path.samestat(os.stat(path), os.fstat(fd)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        umask = os.umask(0)  # an export is meant to be read by others: not mkdtemp's 0700
+        os.umask(umask)
+        old = os.stat(out_dir).st_mode & 0o7777 if os.path.isdir(out_dir) else None
+        os.chmod(path, old if old is not None else 0o777 & ~umask)
+        remove_stale_staging(out_dir)
+        yield path
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return paths
+        # after a swap this path holds the earlier export; after a failure, the partial one
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_stale_staging(out_dir):
+    """Remove the staging folders of exports into ``out_dir`` whose process has died.
+
+    A staging folder in use is locked by its process (:func:`staging_folder`); a killed
+    process's lock is gone, so its folder is removed. Exports into other folders are
+    not touched.
+
+    Returns
+    -------
+    list of str
+        The folders removed.
+    """
+    parent, prefix, removed = os.path.dirname(os.path.abspath(out_dir)), \
+        _staging_prefix(os.path.abspath(out_dir)), []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # locked: a live export is writing it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def exchange(a, b):
+    """Swap the paths ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Raises
+    ------
+    OSError
+        ``ENOSYS`` or ``EINVAL`` where the system or file system cannot do it.
+    """
+    func = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if func is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", a)
+    if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), a)
+
+
+def replace_folder(new, path):
+    """Put the complete folder ``new`` at ``path``, replacing what is there in one step.
+
+    A missing ``path`` is created by one rename; an existing one is swapped with ``new``
+    by :func:`exchange`, so ``new`` then holds the earlier folder (for the caller to
+    remove) and ``path`` never holds a mix or nothing. Where the exchange is not
+    available, the earlier folder is renamed aside first (a moment without ``path``;
+    still never a mix) and put back if the second rename fails.
+
+    Raises
+    ------
+    GluonresError
+        If the folder cannot be replaced (with the system's reason).
+    """
+    parent = os.path.dirname(path)
+    try:
+        if not os.path.lexists(path):
+            os.rename(new, path)
+        else:
+            try:
+                exchange(new, path)
+            except OSError as err:
+                if err.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+                    raise
+                aside = new + "-earlier"  # a staging name: removed later if left behind
+                os.rename(path, aside)
+                try:
+                    os.rename(new, path)
+                except OSError:
+                    os.rename(aside, path)
+                    raise
+                os.rename(aside, new)
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)  # the renames themselves survive a power cut
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise GluonresError(f"cannot replace {path!r} with the new export "
+                            f"({err.strerror or err}); export into a new folder") from None
 
 
 def _write_all(net, staging, name, input_shape, preprocess, onnx, calibration):
@@ -182,6 +370,7 @@ def _write_all(net, staging, name, input_shape, preprocess, onnx, calibration):
     prefix = os.path.join(staging, name)
     net.export(prefix, epoch=0)
     files = {"symbol": f"{name}-symbol.json", "params": f"{name}-0000.params"}
+    _canonical_symbol(os.path.join(staging, files["symbol"]))
     if preprocess is not None and preprocess.mean_image is not None:
         files["mean_image"] = "mean.npy"
         np.save(os.path.join(staging, files["mean_image"]),
@@ -201,6 +390,22 @@ def _write_all(net, staging, name, input_shape, preprocess, onnx, calibration):
                    {**{f"arg:{k}": v for k, v in qargs.items()},
                     **{f"aux:{k}": v for k, v in qauxs.items()}})
     return files
+
+
+def _canonical_symbol(path):
+    """Set every input's version in a symbol file to 0.
+
+    mxnet records how often a variable was mutated (BatchNorm's running statistics: once
+    by a traced forward pass, twice after training), which the graph does not depend on;
+    without this, the export of a run and ``gluonres export`` of its weights would differ.
+    """
+    with open(path) as f:
+        graph = json.load(f)
+    for node in graph["nodes"]:
+        node["inputs"] = [[entry[0], entry[1], 0] for entry in node["inputs"]]
+    graph["heads"] = [[entry[0], entry[1], 0] for entry in graph["heads"]]
+    with open(path, "w") as f:
+        json.dump(graph, f, indent=2)
 
 
 def export_onnx(symbol_file, params_file, onnx_file, input_shape):
@@ -322,7 +527,11 @@ def export_weights(model, out_dir, weights=None, batch=1, mean=None, std=None, s
     dict
         The paths :func:`export` wrote.
     """
-    calib_root = resolve_root(calib_data) if calib_data else None  # fails before any work
+    if batch < 1:
+        raise GluonresError(f"--batch {batch}: the batch size of the traced graph must be at "
+                            "least 1; pass --batch 1 or more")
+    check_export_folder(out_dir)  # these fail before any work
+    calib_root = resolve_root(calib_data) if calib_data else None
     net, settings = load_for_export(model, weights, mean, std, seed, **model_kwargs)
     calibration = None
     if calib_root:

@@ -9,9 +9,23 @@ The manifest makes the preprocessing explicit (nothing is baked into the graph):
 
     x = (pixels / 255 - mean) / std        # RGB, per channel, then NCHW
     x = (pixels / 255 - mean_image) / std  # the 2015 paper's per-pixel mean (mean.npy)
+
+An export folder and the images given to ``predict`` are untrusted input. Every file the
+manifest names must lie inside the folder and carry a SHA-256 entry; only regular files
+are read; the graph may hold only the operators gluonres exports contain, and its shapes,
+the params and every image are checked against :data:`LIMITS` before anything is
+allocated or decoded. Errors never quote a file's content.
 """
+import contextlib
+import hashlib
+import io
 import json
+import math
 import os
+import stat
+import struct
+import sys
+import unicodedata
 
 import mxnet as mx
 import numpy as np
@@ -32,17 +46,227 @@ VARIANTS = {"fp32": ("symbol", "params"), "int8": ("int8_symbol", "int8_params")
 REQUIRED = ("model", "input", "image", "preprocess", "classes", "files", "sha256")
 #: Batch size used when predicting many images.
 BATCH_SIZE = 64
+#: What an export or an image may make ``predict`` read or allocate: ``{name:
+#: (environment variable, default)}``. Setting the variable raises (or lowers) a limit.
+LIMITS = {
+    # decoded RGB bytes are 3x this: 8192 x 8192 pixels is about 200 MB
+    "image_pixels": ("GLUONRES_MAX_IMAGE_PIXELS", 1 << 26),
+    # any one file: an image, params (VGG-16's are 0.53 GB), ONNX
+    "file_bytes": ("GLUONRES_MAX_FILE_BYTES", 1 << 31),
+    # manifest and symbol JSON (ResNet-152's symbol is well under 1 MB)
+    "json_bytes": ("GLUONRES_MAX_JSON_BYTES", 1 << 26),
+    # parameters plus every node's output for one image, in elements
+    "graph_elements": ("GLUONRES_MAX_GRAPH_ELEMENTS", 1 << 28),
+}
+#: The operators of every graph gluonres exports (all registered models, float32 and
+#: oneDNN INT8); ``tests/deploy/test_untrusted_exports.py`` checks that the list covers
+#: them. A graph with any other operator is refused before it runs.
+GRAPH_OPS = frozenset({
+    "Activation", "BatchNorm", "Concat", "Convolution", "Dropout", "Flatten",
+    "FullyConnected", "Pooling", "Reshape", "_mul_scalar", "broadcast_axis", "broadcast_mul",
+    "elemwise_add", "elemwise_mul", "null", "relu", "reshape_like", "sigmoid", "slice",
+    "slice_axis", "tanh", "zeros_like",
+    # oneDNN INT8 (resnets: fused conv+BN+sum+ReLU, quantized pooling, FC, flatten)
+    "_contrib_dequantize", "_contrib_quantize_v2", "_contrib_quantized_act",
+    "_contrib_quantized_concat", "_contrib_quantized_elemwise_add",
+    "_contrib_quantized_flatten", "_contrib_quantized_pooling", "_sg_mkldnn_conv",
+    "_sg_mkldnn_fully_connected"})
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# mxnet's NDArray file format (src/ndarray/ndarray.cc): list magic, NDArray magics
+_LIST_MAGIC, _ND_MAGICS = 0x112, (0xF993FAC9, 0xF993FACA)
+# mshadow type flags -> bytes per element, for the dtypes an export's params can hold
+_DTYPE_BYTES = {0: 4, 1: 8, 2: 2, 3: 1, 4: 4, 5: 1, 6: 8}
+
+
+def limit(name):
+    """The value of one of :data:`LIMITS`, from its environment variable or the default.
+
+    Raises
+    ------
+    GluonresError
+        If the variable is set to something other than a positive integer.
+    """
+    var, default = LIMITS[name]
+    value = os.environ.get(var)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise GluonresError(f"{var}={printable(value)!r} is not a positive integer; set it to "
+                            f"a number such as {default} or unset it")
+    return number
+
+
+def _over_limit(name, what, found, fix=None):
+    var = LIMITS[name][0]
+    return (f"{what} ({found:,}) exceeds the limit of {limit(name):,} set by {var}; "
+            f"{fix + ', or ' if fix else ''}if you trust the input, raise it: {var}={found}")
+
+
+def printable(text):
+    """``text`` safe to print on a terminal: control, format, surrogate, private and
+    unassigned characters and line separators are shown as escapes (``\\x1b``, ``\\n``,
+    ``\\udcff``), so a class name or path cannot send terminal codes, fake output lines or
+    characters that a strict UTF-8 stream refuses.
+    """
+    out = []
+    for ch in str(text):
+        if ch in "\n\r\t":
+            out.append(repr(ch)[1:-1])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _short(value, length=60):
+    """``repr`` of a value from an untrusted file, escaped and cut for an error message."""
+    text = printable(value if isinstance(value, str) else repr(value))
+    return repr(text if len(text) <= length else text[:length] + "...")
+
+
+def _kind(mode):
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _regular_size(path, what, fix, error=DataError):
+    """Size of the regular file ``path``; else an error that says what the path is."""
+    try:
+        st = os.stat(path)  # follows symlinks: a link to /dev/zero is a character device
+    except FileNotFoundError:
+        raise error(f"{what} {path!r} does not exist; {fix}") from None
+    except OSError as err:
+        raise error(f"cannot read {what} {path!r} ({err.strerror}); {fix}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{what} {path!r} is {_kind(st.st_mode)}, not a regular file; {fix}")
+    return st.st_size
+
+
+def _read_bytes(path, what, fix, limit_name="file_bytes", error=DataError):
+    """The bytes of the regular file ``path``, at most ``limit(limit_name)`` of them."""
+    size = _regular_size(path, what, fix, error)
+    most = limit(limit_name)
+    if size > most:
+        raise error(_over_limit(limit_name, f"the size of {what} {path!r} in bytes", size))
+    try:
+        # O_NONBLOCK: should a FIFO be swapped in after the check, opening does not hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise error(f"{what} {path!r} is not a regular file; {fix}")
+            data = f.read(most + 1)
+    except OSError as err:
+        raise error(f"cannot read {what} {path!r} ({err.strerror}); {fix}") from None
+    if len(data) > most:
+        raise error(_over_limit(limit_name, f"the size of {what} {path!r} in bytes", len(data)))
+    return data
+
+
+def member_path(folder, name, manifest_path):
+    """The real path of the file ``name`` that a manifest lists, confined to ``folder``.
+
+    Raises
+    ------
+    CorruptFileError
+        If ``name`` is not a relative path that stays inside the folder once ``..`` and
+        symbolic links are resolved.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name or os.path.isabs(name):
+        raise CorruptFileError(f"{manifest_path!r} names the file {_short(name)}, but only "
+                               "relative paths inside the export folder are allowed; "
+                               "re-export the model")
+    root = os.path.realpath(folder)
+    real = os.path.realpath(os.path.join(root, name))
+    if real == root or os.path.commonpath([root, real]) != root:
+        raise CorruptFileError(f"{manifest_path!r} names the file {_short(name)}, which lies "
+                               f"outside the export folder {folder!r}; an export reads only "
+                               "its own files: re-export the model")
+    return real
+
+
+def _check_manifest(m, path):
+    """Refuse a manifest whose fields a reader would trip over, naming the first one."""
+    def bad(problem):
+        return CorruptFileError(f"{path!r} is malformed: {problem}; re-export the model")
+
+    def is_int(v, low=1, high=65535):
+        return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+    def numbers(v, positive=False):
+        return (isinstance(v, list) and len(v) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+            and (x > 0 or not positive) for x in v))
+
+    files, digests = m["files"], m["sha256"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in files.items()):
+        raise bad('"files" must map roles to file names')
+    if "symbol" not in files or "params" not in files:
+        raise bad('"files" must name the "symbol" and "params" files')
+    if not isinstance(digests, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) == 64
+            and all(c in "0123456789abcdef" for c in v) for k, v in digests.items()):
+        raise bad('"sha256" must map file names to 64 hexadecimal digits')
+    for role, name in files.items():
+        if name not in digests:  # a file loaded without a digest would go unchecked
+            raise bad(f'"files" lists {_short(name)} ({_short(role)}) without a "sha256" '
+                      "entry")
+    if not isinstance(m["model"], str):
+        raise bad('"model" must be a name')
+    classes = m["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str)
+                                                               for c in classes):
+        raise bad('"classes" must be a list of class names')
+    image = m["image"]
+    if not isinstance(image, dict) or not (isinstance(image.get("size"), list)
+                                           and len(image["size"]) == 2
+                                           and all(is_int(s) for s in image["size"])):
+        raise bad('"image" must give "size" as [height, width]')
+    resize = image.get("resize")
+    if resize is not None and not (isinstance(resize, dict)
+                                   and is_int(resize.get("shorter_side"))):
+        raise bad('"image" "resize" must be null or {"shorter_side": pixels}')
+    spec = m["preprocess"]
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        raise bad('"preprocess" must be null or an object')
+    if spec.get("mean") is not None and not numbers(spec["mean"]):
+        raise bad('"preprocess" "mean" must be null or 3 numbers')
+    if spec.get("std") is not None and not numbers(spec["std"], positive=True):
+        raise bad('"preprocess" "std" must be null or 3 positive numbers')
+    mean_image = spec.get("mean_image")
+    if mean_image is not None and (not isinstance(mean_image, str) or mean_image not in digests):
+        raise bad('"preprocess" "mean_image" must be null or a file with a "sha256" entry')
 
 
 def read_manifest(folder, verify=True):
-    """Read ``folder/manifest.json`` and check every file it lists against its SHA-256.
+    """Read and check ``folder/manifest.json``, and every file it lists against its SHA-256.
 
     Parameters
     ----------
     folder : str
         An export folder written by :func:`gluonres.deploy.export`.
     verify : bool, default True
-        Check the SHA-256 of every listed file.
+        Check the SHA-256 of every listed file (each must be a regular file inside the
+        folder, within :data:`LIMITS` ``file_bytes``).
 
     Returns
     -------
@@ -53,37 +277,91 @@ def read_manifest(folder, verify=True):
     GluonresError
         If the folder or its manifest is missing.
     CorruptFileError
-        If the manifest is unreadable, or a listed file is missing or does not match
-        its recorded SHA-256 (truncated, modified, or from another export).
+        If the manifest is unreadable or malformed, names a path outside the folder, or a
+        listed file is missing or does not match its recorded SHA-256 (truncated, modified,
+        or from another export).
     """
+    if not os.path.isdir(folder):
+        what = "does not exist" if not os.path.lexists(folder) else "is not a folder"
+        raise GluonresError(f"export folder {folder!r} {what}; pass a folder written by "
+                            "`gluonres export`")
     path = os.path.join(folder, MANIFEST)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise GluonresError(f"{folder!r} holds no {MANIFEST}; pass a folder written by "
                             "`gluonres export`")
+    data = _read_bytes(path, "manifest", "re-export the model", "json_bytes", CorruptFileError)
     try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptFileError(f"{path!r} is not readable JSON ({err}); re-export the "
-                               "model") from None
+        manifest = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(f"{path!r} is not readable JSON (not UTF-8 at byte {err.start}); "
+                               "re-export the model") from None
+    except json.JSONDecodeError as err:  # its message gives the position, not the text
+        raise CorruptFileError(f"{path!r} is not readable JSON ({err.msg} at line "
+                               f"{err.lineno} column {err.colno}); re-export the model") from None
+    except (ValueError, RecursionError):  # e.g. numbers of 5000 digits, deep nesting
+        raise CorruptFileError(f"{path!r} is not readable JSON (too deeply nested or too "
+                               "long a number); re-export the model") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise CorruptFileError(f"{path!r} is not a {FORMAT} manifest (format {found!r}); "
+        raise CorruptFileError(f"{path!r} is not a {FORMAT} manifest (format {_short(found)}); "
                                "re-export the model with this version of gluonres")
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise CorruptFileError(f"{path!r} lacks {', '.join(missing)}; re-export the model")
+    _check_manifest(manifest, path)
+    for fname in manifest["sha256"]:  # confined whether verified or not
+        member_path(folder, fname, path)
     if verify:
-        for fname, expected in manifest["sha256"].items():
-            fpath = os.path.join(folder, fname)
-            if not os.path.isfile(fpath):
-                raise CorruptFileError(f"{fpath!r} listed in {path!r} is missing; re-export "
-                                       "the model or copy the whole folder")
-            if sha256_of(fpath) != expected:
-                raise CorruptFileError(
-                    f"{fpath!r} does not match the sha256 recorded in {path!r} (truncated, "
-                    "modified or from another export); re-export the model")
+        verify_files(folder, manifest)
     return manifest
+
+
+def verify_files(folder, manifest, skip=()):
+    """Check every file a manifest lists (but ``skip``) against its SHA-256.
+
+    Raises
+    ------
+    CorruptFileError
+        If a file is missing, not a regular file inside the folder, above the
+        ``file_bytes`` limit, or does not match.
+    """
+    path = os.path.join(folder, MANIFEST)
+    for fname, expected in manifest["sha256"].items():
+        if fname in skip:
+            continue
+        real = member_path(folder, fname, path)
+        shown = os.path.join(folder, fname)
+        if not os.path.lexists(real):
+            raise CorruptFileError(f"{shown!r} listed in {path!r} is missing; re-export the "
+                                   "model or copy the whole folder")
+        size = _regular_size(real, "file", "re-export the model", CorruptFileError)
+        if size > limit("file_bytes"):
+            raise CorruptFileError(_over_limit("file_bytes", f"the size of {shown!r} in bytes",
+                                               size))
+        if sha256_of(real) != expected:
+            raise CorruptFileError(
+                f"{shown!r} does not match the sha256 recorded in {path!r} (truncated, "
+                "modified or from another export); re-export the model")
+
+
+def _member_bytes(folder, manifest, name, limit_name="file_bytes"):
+    """The bytes of a listed file, checked against its SHA-256 (read once: no file swapped
+    in between the check and the use)."""
+    path = os.path.join(folder, MANIFEST)
+    if name not in manifest["sha256"]:
+        raise CorruptFileError(f"{path!r} has no sha256 entry for {_short(name)}; re-export "
+                               "the model")
+    real = member_path(folder, name, path)
+    shown = os.path.join(folder, name)
+    if not os.path.lexists(real):
+        raise CorruptFileError(f"{shown!r} listed in {path!r} is missing; re-export the "
+                               "model or copy the whole folder")
+    data = _read_bytes(real, "file", "re-export the model", limit_name, CorruptFileError)
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"][name]:
+        raise CorruptFileError(f"{shown!r} does not match the sha256 recorded in {path!r} "
+                               "(truncated, modified or from another export); re-export the "
+                               "model")
+    return data
 
 
 def preprocess_of(folder, manifest):
@@ -93,6 +371,9 @@ def preprocess_of(folder, manifest):
     ------
     GluonresError
         If the export records no preprocessing (exported from untrained weights).
+    CorruptFileError
+        If ``mean.npy`` fails its checks: SHA-256, a float array of shape ``(3, H, W)``
+        for the export's image size, no pickled objects.
     """
     spec = manifest.get("preprocess") or {}
     if spec.get("mean") is None and spec.get("mean_image") is None and spec.get("std") is None:
@@ -102,30 +383,140 @@ def preprocess_of(folder, manifest):
             "R G B")
     mean_image = None
     if spec.get("mean_image"):
-        mean_image = np.load(os.path.join(folder, spec["mean_image"]), allow_pickle=False)
+        mean_image = _mean_image(folder, manifest, spec["mean_image"])
     return Preprocess(mean=tuple(spec["mean"]) if spec.get("mean") is not None else None,
                       std=tuple(spec["std"]) if spec.get("std") is not None else None,
                       mean_image=mean_image)
+
+
+def _mean_image(folder, manifest, name):
+    data = _member_bytes(folder, manifest, name)
+    shown = os.path.join(folder, name)
+    height, width = manifest["image"]["size"]
+    try:
+        f = io.BytesIO(data)
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                           np.lib.format.read_array_header_2_0(f))
+    except (ValueError, OSError, EOFError, SyntaxError):  # their messages quote the header
+        raise CorruptFileError(f"{shown!r} is not a readable .npy file; re-export the "
+                               "model") from None
+    if dtype.kind != "f" or tuple(shape) != (3, height, width):
+        raise CorruptFileError(f"{shown!r} holds a {dtype.kind!r}-kind array of shape "
+                               f"{tuple(shape)}, not the float (3, {height}, {width}) per-pixel "
+                               "mean of this export; re-export the model")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
+    except (ValueError, OSError, EOFError):
+        raise CorruptFileError(f"{shown!r} is not a readable .npy file; re-export the "
+                               "model") from None
+
+
+def image_size(data):
+    """``(width, height)`` from the header of a JPEG, PNG or BMP file, else ``None``.
+
+    Only the header is read: the size is checked before anything is decoded.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        header = struct.unpack("<I", data[14:18])[0]
+        if header == 12:  # OS/2 BITMAPCOREHEADER
+            return struct.unpack("<HH", data[18:22])
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)  # a negative height means top-down rows
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+                i += 2
+                continue
+            if marker in _JPEG_SOF and i + 9 <= len(data):
+                height, width = struct.unpack(">HH", data[i + 5:i + 9])
+                return width, height
+            if marker == 0xDA:  # scan data before any frame header
+                return None
+            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None
 
 
 def read_image(path):
     """Decode an image file as uint8 ``(H, W, 3)`` RGB.
 
     Grayscale images are replicated to three channels and an alpha channel is dropped
-    (the manifest's ``"color": "RGB"``).
+    (the manifest's ``"color": "RGB"``). Only regular JPEG, PNG and BMP files within
+    :data:`LIMITS` (``file_bytes``, ``image_pixels``, read from the header before
+    decoding) are decoded.
 
     Raises
     ------
     DataError
-        If the file is missing or is not a decodable image.
+        If the file is missing, not a regular file, too large, or not a decodable image.
     """
-    if not os.path.isfile(path):
-        raise DataError(f"image {path!r} does not exist; pass paths of image files")
-    try:
-        return mx.image.imread(path, flag=1)
-    except mx.MXNetError:
+    fix = "pass paths of image files"
+    data = _read_bytes(path, "image", fix)
+    size = image_size(data)
+    if size is None or 0 in size:
         raise DataError(f"{path!r} is not a readable image (JPEG, PNG or BMP); check the "
-                        "file or convert it") from None
+                        "file or convert it")
+    width, height = size
+    if width * height > limit("image_pixels"):
+        raise DataError(_over_limit("image_pixels", f"{path!r} is {width}x{height} pixels, "
+                                    "so its pixel count", width * height))
+    with _decoder_messages():
+        try:
+            image = mx.image.imdecode(data, flag=1)
+            image.wait_to_read()  # mxnet decodes asynchronously: its errors surface here
+        except mx.MXNetError:
+            image = None
+    # a truncated file can decode to nothing, or to other dimensions than its header's; a
+    # truncated JPEG decodes (grey where data is missing) without a word: its end is checked
+    if image is None or sorted(image.shape[:2]) != sorted((height, width)) or \
+            _jpeg_truncated(data):
+        raise DataError(f"{path!r} is not a readable image (JPEG, PNG or BMP; truncated or "
+                        "corrupt); check the file or convert it")
+    return image
+
+
+@contextlib.contextmanager
+def _decoder_messages():
+    """Swallow what the C image decoders write to stderr during a decode (libpng's "PNG
+    input buffer is incomplete" ...): a failure is reported in one line of gluonres's."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _jpeg_truncated(data):
+    """Whether a JPEG's end-of-image marker is missing after its first scan.
+
+    ``FF D9`` cannot occur inside entropy-coded data (``FF`` is stuffed as ``FF 00``)."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 2
+        elif marker == 0xDA:
+            return data.find(b"\xff\xd9", i) < 0
+        else:
+            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return True  # no scan found where one must be
 
 
 def fit_image(image, spec, name="image"):
@@ -146,7 +537,8 @@ def fit_image(image, spec, name="image"):
     Raises
     ------
     DataError
-        If ``resize`` is ``None`` and the size differs.
+        If ``resize`` is ``None`` and the size differs, or if resizing would exceed the
+        ``image_pixels`` limit (a very elongated image).
     """
     height, width = spec["size"]
     if image.shape[:2] == (height, width):
@@ -157,7 +549,14 @@ def fit_image(image, spec, name="image"):
             f"{name} is {image.shape[1]}x{image.shape[0]} pixels, but this export takes "
             f"{width}x{height} images and does not resize (its manifest sets no resize); "
             f"resize the image to {width}x{height} first")
-    image = mx.image.resize_short(image, resize["shorter_side"])
+    shorter, (h, w) = resize["shorter_side"], image.shape[:2]
+    scaled = (round(w * shorter / min(h, w)), round(h * shorter / min(h, w)))
+    if scaled[0] * scaled[1] > limit("image_pixels"):  # e.g. 1x30000 -> 256x7680000
+        raise DataError(_over_limit(
+            "image_pixels", f"{name} is {w}x{h} pixels; resizing its shorter side to "
+            f"{shorter} would make it {scaled[0]}x{scaled[1]}, so its pixel count",
+            scaled[0] * scaled[1], "crop it to a less elongated shape first"))
+    image = mx.image.resize_short(image, shorter)
     return mx.image.center_crop(image, (width, height))[0]
 
 
@@ -236,7 +635,8 @@ def load_symbol_block(symbol, params_file, ctx=None):
 
     Like ``SymbolBlock.imports``, with the input declared float32 so that mxnet need not
     guess its type, and parameters kept in their saved dtypes (int8 for a quantized
-    graph).
+    graph). For a graph and params you trust; :func:`load_exported` checks an export's
+    first.
 
     Parameters
     ----------
@@ -251,15 +651,164 @@ def load_symbol_block(symbol, params_file, ctx=None):
         sym = mx.sym.load(symbol) if isinstance(symbol, str) else symbol
         net = mx.gluon.SymbolBlock(sym, [mx.sym.var("data", dtype="float32")])
         net.collect_params().load(params_file, ctx, cast_dtype=True, dtype_source="saved")
-    except mx.MXNetError as err:
-        reason = (str(err).strip().splitlines() or ["unknown mxnet error"])[-1]
-        raise CorruptFileError(f"cannot load the exported graph with {params_file!r} "
-                               f"({reason}); re-export the model") from None
+    except (mx.MXNetError, AssertionError, ValueError):
+        # mxnet's message can quote the file (its JSON parser does), so it is not repeated
+        raise CorruptFileError(f"cannot load the exported graph with {params_file!r} (its "
+                               "parameters are truncated, corrupt or do not fit the graph); "
+                               "re-export the model") from None
     return net
 
 
+def _graph_ops(graph):
+    """Every operator of a symbol's JSON graph, those of fused subgraphs included."""
+    ops, todo = set(), [graph]
+    while todo:
+        g = todo.pop()
+        nodes = g.get("nodes") if isinstance(g, dict) else None
+        if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+            raise ValueError("no node list")
+        for node in nodes:
+            ops.add(node.get("op"))
+            todo.extend(node.get("subgraphs") or [])
+    return ops
+
+
+def check_graph(text, shown, image_size, classes):
+    """Load a symbol's JSON after checking what it would run, before anything runs.
+
+    Parameters
+    ----------
+    text : str
+        The ``-symbol.json`` content.
+    shown : str
+        The file, for messages.
+    image_size : (int, int)
+        The manifest's ``[height, width]``.
+    classes : int
+        The manifest's number of class names: the graph must output that many logits.
+
+    Returns
+    -------
+    sym : mxnet.sym.Symbol
+    shapes : dict
+        ``{name: shape}`` of every parameter (``arg:``/``aux:`` names, as in the params).
+
+    Raises
+    ------
+    CorruptFileError
+        For operators outside :data:`GRAPH_OPS`, a graph that does not take one RGB image
+        of ``image_size`` to ``classes`` logits, or one above ``graph_elements`` of
+        :data:`LIMITS`.
+    """
+    try:
+        ops = _graph_ops(json.loads(text))
+    except (ValueError, TypeError, RecursionError):  # TypeError: e.g. a list as an op
+        raise CorruptFileError(f"{shown!r} is not a readable symbol graph (JSON with a node "
+                               "list); re-export the model") from None
+    unknown = sorted(_short(op, 30) for op in ops if op not in GRAPH_OPS)
+    if unknown:
+        raise CorruptFileError(
+            f"{shown!r} contains operators that no gluonres export contains "
+            f"({', '.join(unknown[:5])}); predict runs only the graphs gluonres exports: "
+            "re-export the model")
+    height, width = image_size
+    data_shape = (1, 3, height, width)
+    try:
+        sym = mx.sym.load_json(text)
+        args, outs, auxs = sym.infer_shape(data=data_shape)
+        inner = sym.get_internals().infer_shape(data=data_shape)[1]
+        arg_names, aux_names = sym.list_arguments(), sym.list_auxiliary_states()
+    except mx.MXNetError:
+        args = None
+    if args is None or None in (outs, auxs, inner) or "data" not in arg_names:
+        raise CorruptFileError(f"{shown!r} is not a graph that takes a {width}x{height} RGB "
+                               "image as `data` (mxnet cannot load it or infer its shapes); "
+                               "re-export the model")
+    if [tuple(s) for s in outs] != [(1, classes)]:
+        raise CorruptFileError(f"{shown!r} outputs shape {[tuple(s) for s in outs]}, but "
+                               f"{MANIFEST} lists {classes} classes (one logit each); "
+                               "re-export the model")
+    # the internals are every node's output, the variables' (parameters, data) included
+    elements = sum(math.prod(s) for s in inner)
+    if elements > limit("graph_elements"):
+        raise CorruptFileError(_over_limit(
+            "graph_elements", f"{shown!r} needs too much memory: the element count of its "
+            "parameters and node outputs for one image", elements))
+    shapes = {f"arg:{n}": tuple(s) for n, s in zip(arg_names, args) if n != "data"}
+    shapes.update({f"aux:{n}": tuple(s) for n, s in zip(aux_names, auxs)})
+    return sym, shapes
+
+
+def params_shapes(data, shown):
+    """``{name: shape}`` of an MXNet ``.params`` file, read from its headers only.
+
+    Every array's declared size is checked against the bytes that follow, so a small
+    file cannot make mxnet allocate a huge array before it finds the file short.
+
+    Raises
+    ------
+    CorruptFileError
+        If the layout is not that of dense arrays of an export's dtypes.
+    """
+    def bad():
+        return CorruptFileError(f"cannot load {shown!r}: not a readable MXNet params file "
+                                "(truncated or corrupt); re-export the model")
+
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        size = struct.calcsize(fmt)
+        if pos + size > len(data):
+            raise bad()
+        values = struct.unpack_from(fmt, data, pos)
+        pos += size
+        return values
+
+    magic, _ = take("<QQ")
+    if magic != _LIST_MAGIC:
+        raise bad()
+    (count,) = take("<Q")
+    if count > len(data):
+        raise bad()
+    shapes = []
+    for _ in range(count):
+        nd_magic, stype = take("<Ii")
+        if nd_magic not in _ND_MAGICS or stype != 0:  # dense arrays only
+            raise bad()
+        (ndim,) = take("<i")
+        if not 0 < ndim <= 8:
+            raise bad()
+        shape = take(f"<{ndim}q")
+        _, _, dtype = take("<iii")  # device type, device id, dtype flag
+        if dtype not in _DTYPE_BYTES or min(shape) < 0:
+            raise bad()
+        nbytes = _DTYPE_BYTES[dtype] * math.prod(shape)
+        if pos + nbytes > len(data):
+            raise bad()
+        pos += nbytes
+        shapes.append(shape)
+    (count_names,) = take("<Q")
+    if count_names != len(shapes):
+        raise bad()
+    names = []
+    for _ in range(count_names):
+        (length,) = take("<Q")
+        if pos + length > len(data):
+            raise bad()
+        try:
+            names.append(data[pos:pos + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise bad() from None
+        pos += length
+    if pos != len(data):
+        raise bad()
+    return dict(zip(names, shapes))
+
+
 def load_exported(folder, variant="fp32", ctx=None):
-    """Load an export folder after checking its manifest and every file's SHA-256.
+    """Load an export folder after checking its manifest, every file's SHA-256, the
+    graph's operators and shapes, and the params' shapes against the graph.
 
     Parameters
     ----------
@@ -277,18 +826,38 @@ def load_exported(folder, variant="fp32", ctx=None):
     GluonresError
         For a folder without a manifest or without the requested variant.
     CorruptFileError
-        For a manifest or file that fails its checks.
+        For a manifest, file or graph that fails its checks.
     """
     if variant not in VARIANTS:
         raise GluonresError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, verify=False)
     sym_key, params_key = VARIANTS[variant]
     files = manifest["files"]
-    if sym_key not in files:
+    if sym_key not in files or params_key not in files:
         raise GluonresError(f"{folder!r} holds no {variant} graph; re-export with --int8 "
                             "--calib-data DIR")
-    net = load_symbol_block(os.path.join(folder, files[sym_key]),
-                            os.path.join(folder, files[params_key]), ctx)
+    sym_file, params_file = files[sym_key], files[params_key]
+    # the graph and params are checked below from the very bytes that are used
+    verify_files(folder, manifest, skip=(sym_file, params_file))
+    shown = os.path.join(folder, sym_file)
+    text = _member_bytes(folder, manifest, sym_file, "json_bytes")
+    try:
+        text = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"{shown!r} is not a readable symbol graph (not UTF-8); "
+                               "re-export the model") from None
+    sym, shapes = check_graph(text, shown, manifest["image"]["size"], len(manifest["classes"]))
+    params_shown = os.path.join(folder, params_file)
+    real = member_path(folder, params_file, os.path.join(folder, MANIFEST))
+    found = params_shapes(_member_bytes(folder, manifest, params_file), params_shown)
+    if found != shapes:
+        name = sorted(set(found) ^ set(shapes)) or sorted(
+            n for n in shapes if found[n] != shapes[n])
+        raise CorruptFileError(
+            f"{params_shown!r} does not fit the graph {shown!r} (first difference: "
+            f"{_short(name[0])}: {found.get(name[0])} in the params, {shapes.get(name[0])} in "
+            "the graph); re-export the model")
+    net = load_symbol_block(sym, real, ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     return Exported(folder, manifest, variant, net)
 
