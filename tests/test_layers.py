@@ -15,7 +15,7 @@ PACKAGE = REPO / "gluonres"
 
 # what each layer may import from the package, besides itself and the base modules
 BASE = ("gluonres.errors", "gluonres._env", "gluonres._files", "gluonres._lazy",
-        "gluonres.machine")
+        "gluonres._untrusted", "gluonres.machine")
 RULES = {
     # the models import nothing above them
     "gluonres.models": ("gluonres.blocks",),

@@ -37,14 +37,16 @@ def cmd_data_pack(args):
 
 def cmd_data_info(args):
     from gluonres import data
+    from gluonres._untrusted import printable
 
     info = data.load(args.data, size=args.size, val_size=args.val_split or 0,
                      progress=not args.json).describe(per_class=True)
     counts, classes = info["per_class"], info["classes"]
-    lines = [f"{info['name']}: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items())
+    # folder and class names come from the file system: escaped before they reach a terminal
+    lines = [f"{printable(info['name'])}: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items())
              + f" images of {'x'.join(map(str, info['image_shape']))}, "
              f"{len(classes)} classes"]
-    lines += [f"  {c:<14} " + "  ".join(f"{k} {v[i]}" for k, v in counts.items())
+    lines += [f"  {printable(c):<14} " + "  ".join(f"{k} {v[i]}" for k, v in counts.items())
               for i, c in enumerate(classes)]
     if "note" in info:
         lines.append(f"  note: {info['note']}")

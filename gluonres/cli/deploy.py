@@ -63,6 +63,7 @@ def cmd_export(args):
 def cmd_predict(args):
     import sys
 
+    from gluonres._untrusted import printable
     from gluonres.deploy import runtime
 
     exported = runtime.load_exported(args.folder, "int8" if args.int8 else "fp32")
@@ -71,9 +72,9 @@ def cmd_predict(args):
               "variant": exported.variant, "predictions": predictions}
     lines = []
     for p in predictions:  # class names and paths are untrusted: escaped, one line each
-        best = ", ".join(f"{runtime.printable(t['class'])} {100 * t['probability']:.1f}%"
+        best = ", ".join(f"{printable(t['class'])} {100 * t['probability']:.1f}%"
                          for t in p["top_k"])
-        lines.append(f"{runtime.printable(p['image'])}: {best}")
+        lines.append(f"{printable(p['image'])}: {best}")
     # and printable whatever the terminal's encoding (--json output is ASCII already)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     text = "\n".join(lines).encode(encoding, "backslashreplace").decode(encoding)

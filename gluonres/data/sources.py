@@ -30,7 +30,6 @@ import hashlib
 import os
 import shutil
 import stat
-import struct
 import sys
 import tarfile
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gluonres.data.arrays import Data, ImageArrays, _fit_size, _stack
+from gluonres._untrusted import image_size, limit, over_limit, read_bytes, regular_size
 from gluonres.errors import DataError
 
 
@@ -61,48 +61,6 @@ DIGITS_TEST = 360
 
 #: One record of a CIFAR-10 binary batch: a label byte, then 32x32 R, G and B planes.
 CIFAR_RECORD = 1 + 3 * 32 * 32
-
-
-#: What one image may make gluonres read or decode: ``{name: (environment variable,
-#: default)}``; setting the variable raises (or lowers) the limit.
-LIMITS = {
-    # decoded RGB bytes are 3x this: 8192 x 8192 pixels is about 200 MB
-    "image_pixels": ("GLUONRES_MAX_IMAGE_PIXELS", 1 << 26),
-    # an encoded image file or RecordIO record (and each member of an archive)
-    "image_bytes": ("GLUONRES_MAX_IMAGE_BYTES", 1 << 26),
-}
-
-
-# JPEG start-of-frame markers (they hold the size); C4, C8 and CC are other segments
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def limit(name):
-    """The value of one of :data:`LIMITS`: its environment variable, else the default.
-
-    Raises
-    ------
-    DataError
-        If the variable is set to something other than a positive integer.
-    """
-    var, default = LIMITS[name]
-    value = os.environ.get(var)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise DataError(f"{var}={value[:40]!r} is not a positive integer; set it to a number "
-                        f"such as {default} or unset it")
-    return number
-
-
-def _over_limit(name, what, found):
-    var = LIMITS[name][0]
-    return (f"{what} ({found:,}) exceeds the limit of {limit(name):,} set by {var}; shrink or "
-            f"remove it, or if you trust the input, raise the limit: {var}={found}")
 
 
 def cache_dir():
@@ -299,7 +257,7 @@ def _extract(path, target):
                     raise DataError(f"{where} points outside the folder it is extracted to; "
                                     f"{fix}")
                 if member.isreg() and member.size > limit("image_bytes"):
-                    raise DataError(_over_limit("image_bytes", f"the size of {where} in bytes",
+                    raise DataError(over_limit("image_bytes", f"the size of {where} in bytes",
                                                 member.size))
                 tar.extract(member, target, filter="data")  # the standard checks, once more
     except tarfile.FilterError as err:
@@ -345,52 +303,21 @@ def image_files(folder):
                             f"({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
         files += [(os.path.join(folder, c, n), label) for n in names]
     for path, _ in files:  # refused before anything is read (a FIFO would block a read)
-        _regular_size(path)
+        regular_size(path, "image", "replace it with an image file or remove it")
     return classes, files
-
-
-def _regular_size(path):
-    """The size of ``path`` in bytes if it is (or links to) a regular image file within
-    the ``image_bytes`` limit."""
-    try:
-        info = os.stat(path)  # follows symbolic links: their target is what would be read
-    except OSError as err:
-        raise DataError(f"cannot read image {path!r} ({err.strerror}); replace or remove "
-                        "the file") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"image {path!r} is not a regular file (a folder, FIFO, device or a "
-                        "link to one); replace it with an image file or remove it")
-    if info.st_size > limit("image_bytes"):
-        raise DataError(_over_limit("image_bytes", f"the size of image {path!r} in bytes",
-                                    info.st_size))
-    return info.st_size
 
 
 def read_image_file(path):
     """The bytes of the image file ``path``: a regular file within the ``image_bytes``
-    limit (:data:`LIMITS`), read without blocking on a FIFO swapped in after the check.
+    limit (:data:`gluonres._untrusted.LIMITS`), read without blocking on a FIFO.
 
     Raises
     ------
     DataError
         If the file is not a regular file, is too large or cannot be read.
     """
-    _regular_size(path)
-    most = limit("image_bytes")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise DataError(f"image {path!r} is not a regular file; replace it with an "
-                                "image file or remove it")
-            blob = f.read(most + 1)  # bounded even if the file grew after the check
-    except OSError as err:
-        raise DataError(f"cannot read image {path!r} ({err.strerror}); replace or remove "
-                        "the file") from None
-    if len(blob) > most:
-        raise DataError(_over_limit("image_bytes", f"the size of image {path!r} in bytes",
-                                    len(blob)))
-    return blob
+    return read_bytes(path, "image", "replace it with an image file or remove it",
+                      "image_bytes")
 
 
 def image_folder(root, split=None, size=None, progress=True):
@@ -439,14 +366,14 @@ def decode(blob, where, size=None):
     if len(blob) == 0:
         raise DataError(f"image {where!r} is empty (0 bytes); replace or remove the file")
     if len(blob) > limit("image_bytes"):
-        raise DataError(_over_limit("image_bytes", f"the size of image {where!r} in bytes",
+        raise DataError(over_limit("image_bytes", f"the size of image {where!r} in bytes",
                                     len(blob)))
     dims = image_size(blob)
     if dims is None or 0 in dims:
         raise DataError(f"cannot decode image {where!r} (corrupt or not an image); replace "
                         "or remove the file (gluonres reads PNG, JPEG and BMP)")
     if dims[0] * dims[1] > limit("image_pixels"):
-        raise DataError(_over_limit("image_pixels", f"image {where!r} is {dims[0]}x{dims[1]} "
+        raise DataError(over_limit("image_pixels", f"image {where!r} is {dims[0]}x{dims[1]} "
                                     "pixels, a pixel count", dims[0] * dims[1]))
     try:
         img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
@@ -459,36 +386,3 @@ def decode(blob, where, size=None):
     return img if size is None else _fit_size(img, size)
 
 
-def image_size(blob):
-    """``(width, height)`` from the header of PNG, JPEG or BMP bytes, else ``None``.
-
-    Only the header is read, so a size can be refused before anything is decoded.
-    """
-    if blob[:8] == b"\x89PNG\r\n\x1a\n" and blob[12:16] == b"IHDR" and len(blob) >= 24:
-        return struct.unpack(">II", blob[16:24])
-    if blob[:2] == b"BM" and len(blob) >= 26:
-        if struct.unpack("<I", blob[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
-            return struct.unpack("<HH", blob[18:22])
-        width, height = struct.unpack("<ii", blob[18:26])
-        return abs(width), abs(height)  # a negative height means top-down rows
-    if blob[:2] == b"\xff\xd8":
-        i = 2
-        while i + 4 <= len(blob):
-            if blob[i] != 0xFF:
-                return None
-            marker = blob[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-                i += 2
-                continue
-            if marker in _JPEG_SOF:
-                if i + 9 > len(blob):
-                    return None
-                height, width = struct.unpack(">HH", blob[i + 5:i + 9])
-                return width, height
-            if marker == 0xDA:  # scan data before any frame header
-                return None
-            i += 2 + struct.unpack(">H", blob[i + 2:i + 4])[0]
-    return None

@@ -35,6 +35,7 @@ import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
 from gluonres import io
+from gluonres._untrusted import printable
 from gluonres._files import check_writable, sha256_of
 from gluonres.data.sources import CIFAR10_CLASSES, resolve_root
 from gluonres.deploy import runtime
@@ -218,7 +219,7 @@ def check_export_folder(out_dir):
         others = sorted(entry for entry in os.listdir(path) if entry != runtime.MANIFEST
                         and not any(fnmatch.fnmatchcase(entry, p) for p in EXPORT_FILES))
         if others:
-            shown = ", ".join(runtime.printable(o) for o in others[:3])
+            shown = ", ".join(printable(o) for o in others[:3])
             raise GluonresError(
                 f"--out {out_dir!r} holds files that are not part of an export ({shown}"
                 f"{' ...' if len(others) > 3 else ''}); an export replaces its whole folder, "

@@ -13,7 +13,7 @@ The manifest makes the preprocessing explicit (nothing is baked into the graph):
 An export folder and the images given to ``predict`` are untrusted input. Every file the
 manifest names must lie inside the folder and carry a SHA-256 entry; only regular files
 are read; the graph may hold only the operators gluonres exports contain, and its shapes,
-the params and every image are checked against :data:`LIMITS` before anything is
+the params and every image are checked against :data:`gluonres._untrusted.LIMITS` before anything is
 allocated or decoded. Errors never quote a file's content.
 """
 import contextlib
@@ -22,16 +22,16 @@ import io
 import json
 import math
 import os
-import stat
 import struct
 import sys
-import unicodedata
 
 import mxnet as mx
 import numpy as np
 
 from gluonres._files import sha256_of
 from gluonres.data.preprocess import Preprocess
+from gluonres._untrusted import (image_size, limit, over_limit, printable, read_bytes,
+                                 regular_size)
 from gluonres.errors import CorruptFileError, DataError, GluonresError
 from gluonres.machine import threads
 
@@ -46,18 +46,6 @@ VARIANTS = {"fp32": ("symbol", "params"), "int8": ("int8_symbol", "int8_params")
 REQUIRED = ("model", "input", "image", "preprocess", "classes", "files", "sha256")
 #: Batch size used when predicting many images.
 BATCH_SIZE = 64
-#: What an export or an image may make ``predict`` read or allocate: ``{name:
-#: (environment variable, default)}``. Setting the variable raises (or lowers) a limit.
-LIMITS = {
-    # decoded RGB bytes are 3x this: 8192 x 8192 pixels is about 200 MB
-    "image_pixels": ("GLUONRES_MAX_IMAGE_PIXELS", 1 << 26),
-    # any one file: an image, params (VGG-16's are 0.53 GB), ONNX
-    "file_bytes": ("GLUONRES_MAX_FILE_BYTES", 1 << 31),
-    # manifest and symbol JSON (ResNet-152's symbol is well under 1 MB)
-    "json_bytes": ("GLUONRES_MAX_JSON_BYTES", 1 << 26),
-    # parameters plus every node's output for one image, in elements
-    "graph_elements": ("GLUONRES_MAX_GRAPH_ELEMENTS", 1 << 28),
-}
 #: The operators of every graph gluonres exports (all registered models, float32 and
 #: oneDNN INT8); ``tests/deploy/test_untrusted_exports.py`` checks that the list covers
 #: them. A graph with any other operator is refused before it runs.
@@ -72,111 +60,16 @@ GRAPH_OPS = frozenset({
     "_contrib_quantized_flatten", "_contrib_quantized_pooling", "_sg_mkldnn_conv",
     "_sg_mkldnn_fully_connected"})
 
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # mxnet's NDArray file format (src/ndarray/ndarray.cc): list magic, NDArray magics
 _LIST_MAGIC, _ND_MAGICS = 0x112, (0xF993FAC9, 0xF993FACA)
 # mshadow type flags -> bytes per element, for the dtypes an export's params can hold
 _DTYPE_BYTES = {0: 4, 1: 8, 2: 2, 3: 1, 4: 4, 5: 1, 6: 8}
 
 
-def limit(name):
-    """The value of one of :data:`LIMITS`, from its environment variable or the default.
-
-    Raises
-    ------
-    GluonresError
-        If the variable is set to something other than a positive integer.
-    """
-    var, default = LIMITS[name]
-    value = os.environ.get(var)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise GluonresError(f"{var}={printable(value)!r} is not a positive integer; set it to "
-                            f"a number such as {default} or unset it")
-    return number
-
-
-def _over_limit(name, what, found, fix=None):
-    var = LIMITS[name][0]
-    return (f"{what} ({found:,}) exceeds the limit of {limit(name):,} set by {var}; "
-            f"{fix + ', or ' if fix else ''}if you trust the input, raise it: {var}={found}")
-
-
-def printable(text):
-    """``text`` safe to print on a terminal: control, format, surrogate, private and
-    unassigned characters and line separators are shown as escapes (``\\x1b``, ``\\n``,
-    ``\\udcff``), so a class name or path cannot send terminal codes, fake output lines or
-    characters that a strict UTF-8 stream refuses.
-    """
-    out = []
-    for ch in str(text):
-        if ch in "\n\r\t":
-            out.append(repr(ch)[1:-1])
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _short(value, length=60):
     """``repr`` of a value from an untrusted file, escaped and cut for an error message."""
     text = printable(value if isinstance(value, str) else repr(value))
     return repr(text if len(text) <= length else text[:length] + "...")
-
-
-def _kind(mode):
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
-def _regular_size(path, what, fix, error=DataError):
-    """Size of the regular file ``path``; else an error that says what the path is."""
-    try:
-        st = os.stat(path)  # follows symlinks: a link to /dev/zero is a character device
-    except FileNotFoundError:
-        raise error(f"{what} {path!r} does not exist; {fix}") from None
-    except OSError as err:
-        raise error(f"cannot read {what} {path!r} ({err.strerror}); {fix}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what} {path!r} is {_kind(st.st_mode)}, not a regular file; {fix}")
-    return st.st_size
-
-
-def _read_bytes(path, what, fix, limit_name="file_bytes", error=DataError):
-    """The bytes of the regular file ``path``, at most ``limit(limit_name)`` of them."""
-    size = _regular_size(path, what, fix, error)
-    most = limit(limit_name)
-    if size > most:
-        raise error(_over_limit(limit_name, f"the size of {what} {path!r} in bytes", size))
-    try:
-        # O_NONBLOCK: should a FIFO be swapped in after the check, opening does not hang
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise error(f"{what} {path!r} is not a regular file; {fix}")
-            data = f.read(most + 1)
-    except OSError as err:
-        raise error(f"cannot read {what} {path!r} ({err.strerror}); {fix}") from None
-    if len(data) > most:
-        raise error(_over_limit(limit_name, f"the size of {what} {path!r} in bytes", len(data)))
-    return data
 
 
 def member_path(folder, name, manifest_path):
@@ -266,7 +159,7 @@ def read_manifest(folder, verify=True):
         An export folder written by :func:`gluonres.deploy.export`.
     verify : bool, default True
         Check the SHA-256 of every listed file (each must be a regular file inside the
-        folder, within :data:`LIMITS` ``file_bytes``).
+        folder, within :data:`gluonres._untrusted.LIMITS` ``file_bytes``).
 
     Returns
     -------
@@ -289,7 +182,7 @@ def read_manifest(folder, verify=True):
     if not os.path.lexists(path):
         raise GluonresError(f"{folder!r} holds no {MANIFEST}; pass a folder written by "
                             "`gluonres export`")
-    data = _read_bytes(path, "manifest", "re-export the model", "json_bytes", CorruptFileError)
+    data = read_bytes(path, "manifest", "re-export the model", "json_bytes", CorruptFileError)
     try:
         manifest = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as err:
@@ -334,9 +227,9 @@ def verify_files(folder, manifest, skip=()):
         if not os.path.lexists(real):
             raise CorruptFileError(f"{shown!r} listed in {path!r} is missing; re-export the "
                                    "model or copy the whole folder")
-        size = _regular_size(real, "file", "re-export the model", CorruptFileError)
+        size = regular_size(real, "file", "re-export the model", CorruptFileError)
         if size > limit("file_bytes"):
-            raise CorruptFileError(_over_limit("file_bytes", f"the size of {shown!r} in bytes",
+            raise CorruptFileError(over_limit("file_bytes", f"the size of {shown!r} in bytes",
                                                size))
         if sha256_of(real) != expected:
             raise CorruptFileError(
@@ -356,7 +249,7 @@ def _member_bytes(folder, manifest, name, limit_name="file_bytes"):
     if not os.path.lexists(real):
         raise CorruptFileError(f"{shown!r} listed in {path!r} is missing; re-export the "
                                "model or copy the whole folder")
-    data = _read_bytes(real, "file", "re-export the model", limit_name, CorruptFileError)
+    data = read_bytes(real, "file", "re-export the model", limit_name, CorruptFileError)
     if hashlib.sha256(data).hexdigest() != manifest["sha256"][name]:
         raise CorruptFileError(f"{shown!r} does not match the sha256 recorded in {path!r} "
                                "(truncated, modified or from another export); re-export the "
@@ -412,47 +305,13 @@ def _mean_image(folder, manifest, name):
                                "model") from None
 
 
-def image_size(data):
-    """``(width, height)`` from the header of a JPEG, PNG or BMP file, else ``None``.
-
-    Only the header is read: the size is checked before anything is decoded.
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] == b"BM" and len(data) >= 26:
-        header = struct.unpack("<I", data[14:18])[0]
-        if header == 12:  # OS/2 BITMAPCOREHEADER
-            return struct.unpack("<HH", data[18:22])
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(width), abs(height)  # a negative height means top-down rows
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 4 <= len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-                i += 2
-                continue
-            if marker in _JPEG_SOF and i + 9 <= len(data):
-                height, width = struct.unpack(">HH", data[i + 5:i + 9])
-                return width, height
-            if marker == 0xDA:  # scan data before any frame header
-                return None
-            i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
-    return None
-
-
 def read_image(path):
     """Decode an image file as uint8 ``(H, W, 3)`` RGB.
 
     Grayscale images are replicated to three channels and an alpha channel is dropped
     (the manifest's ``"color": "RGB"``). Only regular JPEG, PNG and BMP files within
-    :data:`LIMITS` (``file_bytes``, ``image_pixels``, read from the header before
-    decoding) are decoded.
+    :data:`gluonres._untrusted.LIMITS` (``image_bytes``, ``image_pixels``, the size read
+    from the header before decoding) are decoded.
 
     Raises
     ------
@@ -460,14 +319,14 @@ def read_image(path):
         If the file is missing, not a regular file, too large, or not a decodable image.
     """
     fix = "pass paths of image files"
-    data = _read_bytes(path, "image", fix)
+    data = read_bytes(path, "image", fix, "image_bytes")
     size = image_size(data)
     if size is None or 0 in size:
         raise DataError(f"{path!r} is not a readable image (JPEG, PNG or BMP); check the "
                         "file or convert it")
     width, height = size
     if width * height > limit("image_pixels"):
-        raise DataError(_over_limit("image_pixels", f"{path!r} is {width}x{height} pixels, "
+        raise DataError(over_limit("image_pixels", f"{path!r} is {width}x{height} pixels, "
                                     "so its pixel count", width * height))
     with _decoder_messages():
         try:
@@ -552,7 +411,7 @@ def fit_image(image, spec, name="image"):
     shorter, (h, w) = resize["shorter_side"], image.shape[:2]
     scaled = (round(w * shorter / min(h, w)), round(h * shorter / min(h, w)))
     if scaled[0] * scaled[1] > limit("image_pixels"):  # e.g. 1x30000 -> 256x7680000
-        raise DataError(_over_limit(
+        raise DataError(over_limit(
             "image_pixels", f"{name} is {w}x{h} pixels; resizing its shorter side to "
             f"{shorter} would make it {scaled[0]}x{scaled[1]}, so its pixel count",
             scaled[0] * scaled[1], "crop it to a less elongated shape first"))
@@ -731,7 +590,7 @@ def check_graph(text, shown, image_size, classes):
     # the internals are every node's output, the variables' (parameters, data) included
     elements = sum(math.prod(s) for s in inner)
     if elements > limit("graph_elements"):
-        raise CorruptFileError(_over_limit(
+        raise CorruptFileError(over_limit(
             "graph_elements", f"{shown!r} needs too much memory: the element count of its "
             "parameters and node outputs for one image", elements))
     shapes = {f"arg:{n}": tuple(s) for n, s in zip(arg_names, args) if n != "data"}

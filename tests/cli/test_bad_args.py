@@ -144,3 +144,12 @@ def test_checks_come_before_the_work(weights, tmp_path):
     with pytest.raises(GluonresError, match="cannot write to --out"):
         gluonres.data.pack_recordio(nowhere, os.path.join(a_file(tmp_path, "f2"), "x"),
                                     progress=False)
+
+
+def test_data_info_escapes_class_names_from_the_file_system(tmp_path, capsys):
+    """Item 13 for `data info`: a class folder named with a terminal escape is shown escaped."""
+    from gluonres.cli import main
+    write_folder(str(tmp_path / "d"), splits=(None,), classes=("\x1b[31mred", "blue"))
+    assert not main(["data", "info", str(tmp_path / "d")])  # exit code 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[31mred" in out
