@@ -1,9 +1,12 @@
 """Files: atomic writes (a reader sees the old file or the new one, never half of one),
-SHA-256 digests and JSON encoding of numpy values."""
+folder locks, SHA-256 digests and JSON encoding of numpy values."""
 import contextlib
+import glob
 import hashlib
 import os
+import signal
 import tempfile
+import threading
 
 from gluonres.errors import GluonresError
 
@@ -32,6 +35,12 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def temporaries(folder, name):
+    """The temporary files :func:`atomic_path` leaves for ``folder/name`` when a process
+    dies before its rename (``.NAME.*.tmp``)."""
+    return sorted(glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")))
 
 
 def _mode_for(path):
@@ -81,6 +90,128 @@ def check_writable(folder, option="--out"):
         for level in reversed(created):
             with contextlib.suppress(OSError):
                 os.rmdir(level)
+
+
+#: The lock file :func:`folder_lock` keeps inside a folder while it holds it.
+LOCK_NAME = ".gluonres.lock"
+_held = {}  # lock file -> [fd, depth]: this process's locks (a nested lock is the same one)
+
+
+@contextlib.contextmanager
+def folder_lock(folder, holder, option="--out"):
+    """Hold an exclusive advisory lock on ``folder`` for the block.
+
+    The lock is ``fcntl.flock`` on ``folder/.gluonres.lock``: the kernel releases it when
+    the holder dies, however it dies, so a crash never leaves a folder locked. The file
+    holds the holder's pid (for the message of whoever is refused) and is removed on
+    release, as are the folder levels created for it when nothing else was written there.
+    Nested locks of one folder in one process are the same lock.
+
+    Parameters
+    ----------
+    folder : str
+        Created if missing.
+    holder : str
+        What holds it, for the message (``'gluonres train'``).
+    option : str
+        The option that named the folder, for the message.
+
+    Raises
+    ------
+    GluonresError
+        If another process holds the lock (naming its pid) or the folder cannot be written;
+        the refused process changes nothing.
+    """
+    path = os.path.join(os.path.realpath(folder), LOCK_NAME)
+    if path in _held:
+        _held[path][1] += 1
+        try:
+            yield
+        finally:
+            _held[path][1] -= 1
+        return
+    created = []
+    try:
+        fd = _lock(folder, path, holder, option, created)
+    except BaseException:
+        _remove_levels(created)
+        raise
+    _held[path] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _held[path]
+        # unlink before unlocking: a process that opened the file meanwhile sees on
+        # locking that it is no longer the folder's lock file, and starts again
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        os.close(fd)
+        _remove_levels(created)
+
+
+def _lock(folder, path, holder, option, created):
+    import fcntl  # POSIX; imported here so that the rest of the module imports anywhere
+
+    try:
+        level = os.path.abspath(folder)
+        missing = []
+        while not os.path.exists(level):
+            missing.append(level)
+            level = os.path.dirname(level)
+        for level in reversed(missing):
+            os.mkdir(level)
+            created.append(level)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise GluonresError(f"{folder!r} is in use by another {holder} (pid {pid}); "
+                                    f"wait for it or choose another {option}") from None
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                break
+            os.close(fd)  # the previous holder removed this file while we waited: again
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+    except OSError as err:
+        raise GluonresError(f"cannot write to {option} {folder!r} ({err.strerror or err}); "
+                            "pass a folder you can write to") from None
+
+
+def _remove_levels(created):
+    for level in reversed(created):
+        with contextlib.suppress(OSError):  # not empty: the work wrote something there
+            os.rmdir(level)
+
+
+@contextlib.contextmanager
+def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold SIGINT and SIGTERM back during the block; deliver them after it.
+
+    For writes that belong together (a checkpoint generation and its manifest): Ctrl-C
+    then stops the run after them rather than between them. Outside the main thread,
+    where Python cannot set handlers, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def refuse_existing(paths, force, fix="pass --force to replace it"):

@@ -1,7 +1,10 @@
 """``gluonres train``, ``launch`` and ``record``: training runs, parameter-server workers
 and results records."""
 import argparse
+import os
 import shlex
+import signal
+import threading
 
 from gluonres.cli._common import (add_command, add_model_options, count_or_fraction, emit, log,
                                   model_kwargs)
@@ -56,6 +59,10 @@ def add_parsers(sub):
     p.add_argument("-s", "--servers", type=int, default=1, help="server processes (default 1)")
     p.add_argument("--port", type=int, help="scheduler port (default: a free one)")
     p.add_argument("--timeout", type=float, help="stop everything after SECONDS")
+    p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                   help="stop everything when no worker reported progress for SECONDS (0: "
+                   f"never; default {distributed.STALL_FLOOR_S:.0f}, or "
+                   f"{distributed.STALL_SCALE}x the longest wait between two steps if longer)")
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="after --: the worker command, e.g. gluonres train resnet20_cifar "
                    "--data digits --kvstore dist_sync")
@@ -69,15 +76,41 @@ def add_parsers(sub):
     p.add_argument("--force", action="store_true", help="replace an existing record")
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
 def cmd_train(args):
     from gluonres.deploy.exporter import ExportCallback
-    from gluonres.train.run import train_model
+    from gluonres.train.run import default_out_dir, train_model
 
-    out, spec, history = train_model(
-        args.model, args.data, args.out, resume=args.resume, val_split=args.val_split,
-        model_kwargs=model_kwargs(args), info={"command": shlex.join(["gluonres", *args.argv])},
-        progress=not args.no_progress, callbacks=[ExportCallback()],
-        **{k: getattr(args, k) for k in _SETTINGS})
+    out_dir = args.out
+    if not out_dir and not args.resume and args.data:  # named here for the message on a stop
+        out_dir = default_out_dir(args.model, args.data)
+    main_thread = threading.current_thread() is threading.main_thread()  # signals go there
+    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None
+    try:
+        out, spec, history = train_model(
+            args.model, args.data, out_dir, resume=args.resume, val_split=args.val_split,
+            model_kwargs=model_kwargs(args),
+            info={"command": shlex.join(["gluonres", *args.argv])},
+            progress=not args.no_progress, callbacks=[ExportCallback()],
+            **{k: getattr(args, k) for k in _SETTINGS})
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: not bad input, not a bug
+        signum = getattr(err, "signum", signal.SIGINT)
+        log(f"gluonres: stopped by {signal.Signals(signum).name}; {_kept(args, out_dir)}")
+        return 128 + signum
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     acc = history["test_accuracy"]
     record = {"out": out, "model": args.model, "data": spec,
               "epochs": len(history["epochs"]), "iterations": history["total_iterations"],
@@ -96,13 +129,26 @@ def cmd_train(args):
     emit(args, record, "\n".join(lines))
 
 
+def _kept(args, out_dir):
+    """What a stopped run leaves, and how to continue it."""
+    from gluonres.train.checkpoints import CheckpointStore
+
+    newest = CheckpointStore(out_dir).newest() if out_dir else None
+    if newest is None:
+        return "no epoch had finished, so there is no checkpoint: run the command again"
+    path = os.path.join(out_dir, newest["file"])
+    return (f"the last checkpoint {path!r} (epoch {newest['epoch']}) is kept; continue with "
+            f"`gluonres train {args.model} --resume --out {shlex.quote(out_dir)}`")
+
+
 def cmd_launch(args):
     from gluonres.train import distributed
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
         record, lines = distributed.launch(command, args.workers, args.servers, port=args.port,
-                                           timeout=args.timeout)
+                                           timeout=args.timeout,
+                                           stall_timeout=args.stall_timeout)
     except distributed.LaunchFailed as err:  # not bad input: the failed process's exit code
         log(f"gluonres: error: {err}")
         return err.exit_code

@@ -16,7 +16,8 @@ from gluonres._lazy import lazy_exports
 _EXPORTS = {
     "config": ("WARMUP_WINDOW", "Schedule", "TrainConfig", "recipe"),
     "logs": ("epochs_csv", "plot_curves", "write_logs"),
-    "loop": ("Callback", "TrainState", "error_pct", "fit", "weights_digest"),
+    "distributed": ("weights_digest",),
+    "loop": ("Callback", "TrainState", "error_pct", "fit"),
     "run": ("TrainRun", "default_out_dir", "resume_settings", "train_model"),
     "state": ("CHECKPOINT", "CHECKPOINT_FORMAT", "check_checkpoint_model", "check_new_run",
               "checkpoint_meta", "load_optimizer_states", "optimizer_states"),

@@ -7,8 +7,14 @@ previous one (a hard link, replaced atomically), the manifest is rewritten atomi
 and only then is the temporary file renamed into place. Whenever a process dies, each
 file is either complete or absent, and every complete file's digest is in the manifest,
 so :meth:`CheckpointStore.load` can trust exactly the files whose digest it finds there.
-A file that is damaged afterwards (truncated, edited, bad disk) is reported by name and
-the run falls back to the previous generation.
+A process killed between the manifest and the rename leaves the new checkpoint complete
+under its temporary name, with its digest in the manifest: :meth:`CheckpointStore.load`
+trusts it there too, and :meth:`CheckpointStore.tidy` (under the run's lock) finishes the
+rename and removes every other temporary file a killed run left. A file that is damaged
+afterwards (truncated, edited, bad disk) is reported by name and the run falls back to
+the previous generation.
+
+:func:`run_lock` keeps a second process from writing the same run folder.
 """
 import contextlib
 import json
@@ -17,7 +23,8 @@ import shutil
 from dataclasses import dataclass
 
 from gluonres import io
-from gluonres._files import atomic_path, sha256_of, write_text
+from gluonres._files import (atomic_path, deferred_signals, folder_lock, sha256_of, temporaries,
+                             write_text)
 from gluonres.errors import CorruptFileError, GluonresError
 
 
@@ -27,6 +34,25 @@ MANIFEST = "checkpoint.json"
 MANIFEST_FORMAT = "gluonres-checkpoints/1"
 #: Format tag inside every checkpoint's metadata.
 FORMAT = "gluonres-checkpoint/1"
+#: Files of a run folder written through ``atomic_path``: their temporary files are a
+#: killed run's leftovers.
+RUN_FILES = (LATEST, PREVIOUS, MANIFEST, "best.params", "weights.params", "log.json",
+             "log.csv", "curve.png")
+
+
+def run_lock(out_dir):
+    """Hold the run folder ``out_dir`` for one ``gluonres train`` (a context manager).
+
+    An advisory ``flock`` that a crash releases (:func:`gluonres._files.folder_lock`);
+    nested calls in one process share it.
+
+    Raises
+    ------
+    GluonresError
+        If another process holds it: ``... is in use by another gluonres train (pid N);
+        wait for it or choose another --out``.
+    """
+    return folder_lock(out_dir, "gluonres train")
 
 
 @dataclass
@@ -37,6 +63,7 @@ class Loaded:
     arrays: dict
     meta: dict
     note: str = None  # why a newer file was passed over, for the run's log
+    file: str = None  # its name in the run folder (LATEST for one still under a temp name)
 
 
 class CheckpointStore:
@@ -75,6 +102,49 @@ class CheckpointStore:
             return None, f"{path!r} is unreadable ({err}), so the checkpoints were checked " \
                          "by loading them only"
 
+    def _pending(self, digests):
+        """``[(temporary file, entry)]``: complete new checkpoints a killed run left under
+        their temporary name (their digest is the manifest's entry for ``LATEST``)."""
+        out = []
+        for tmp in temporaries(self.out_dir, LATEST) if digests else ():
+            try:
+                entry = digests.get(sha256_of(tmp))
+            except OSError:  # removed meanwhile by the run that holds the folder
+                continue
+            if entry is not None and entry["file"] == LATEST:
+                out.append((tmp, entry))
+        return out
+
+    def tidy(self):
+        """Finish what a killed run left half done; call it only under :func:`run_lock`.
+
+        A new checkpoint whose rename never happened is renamed into place (it is complete:
+        its digest is in the manifest); every other temporary file of a run file is
+        removed. Returns the temporary files handled.
+        """
+        digests, _ = self._manifest()
+        handled = []
+        for tmp, entry in self._pending(digests):
+            latest = self.path(LATEST)
+            if not (os.path.isfile(latest) and sha256_of(latest) == entry["sha256"]):
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, latest)
+                handled.append(tmp)
+                self._good = dict(entry)  # the newest generation, now under its name
+        for tmp in [t for name in RUN_FILES for t in temporaries(self.out_dir, name)]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            handled.append(tmp)
+        return handled
+
+    def newest(self):
+        """The manifest's entry of the newest checkpoint (``file``, ``epoch`` ...), or
+        ``None``; cheap (nothing is verified), for messages."""
+        digests, _ = self._manifest()
+        entries = [e for e in (digests or {}).values() if os.path.isfile(self.path(e["file"]))]
+        return max(entries, key=lambda e: e["epoch"], default=None)
+
     def load(self):
         """The newest checkpoint whose SHA-256 is recorded and whose content loads.
 
@@ -90,15 +160,24 @@ class CheckpointStore:
             If no checkpoint passes the checks; every file is named with its problem.
         """
         names = [n for n in (LATEST, PREVIOUS) if os.path.isfile(self.path(n))]
-        if not names:
+        digests, problem = self._manifest()
+        pending = [tmp for tmp, _ in self._pending(digests)]
+        if not names and not pending:
+            if os.path.isfile(self.path(MANIFEST)):
+                raise CorruptFileError(
+                    f"no usable checkpoint in {self.out_dir!r}: {MANIFEST} is there but no "
+                    f"checkpoint file ({LATEST} is missing); start a new run in another output "
+                    "folder (the files are left as they are)")
             raise GluonresError(f"no checkpoint to resume in {self.out_dir!r} ({LATEST} is "
                                 "missing); drop --resume to start a new run there")
-        digests, problem = self._manifest()
         problems = [problem] if problem else []
         good = []
-        for name in names:
-            path = self.path(name)
-            digest = sha256_of(path)
+        # a tie on the epoch goes to the file with its name
+        for name, path in [(n, self.path(n)) for n in names] + [(t, t) for t in pending]:
+            try:
+                digest = sha256_of(path)
+            except FileNotFoundError:  # a pending one, renamed meanwhile by the writer
+                continue
             entry = digests.get(digest) if digests is not None else None
             if digests is not None and entry is None:
                 problems.append(f"{path!r} does not match the sha256 recorded in {MANIFEST} "
@@ -112,19 +191,19 @@ class CheckpointStore:
             if meta.get("format") != FORMAT:
                 problems.append(f"{path!r} is not a gluonres training checkpoint")
                 continue
-            good.append((meta["state"]["epoch"], name, arrays, meta, digest))
+            good.append((meta["state"]["epoch"], name, path, arrays, meta, digest))
         if not good:
             raise CorruptFileError(
                 f"no usable checkpoint in {self.out_dir!r}: {'; '.join(problems)}; start a "
                 "new run in another output folder (the damaged files are left as they are)")
-        epoch, name, arrays, meta, digest = max(good, key=lambda g: g[0])
+        epoch, name, path, arrays, meta, digest = max(good, key=lambda g: g[0])
+        # a pending file is no generation to keep: the next save starts the pair afresh
         self._good = {"file": name, "sha256": digest, "epoch": epoch,
-                      "iteration": meta["state"]["iteration"]}
+                      "iteration": meta["state"]["iteration"]} if name in names else None
         note = None
         if problems:
-            note = (f"{'; '.join(problems)}; resuming from {self.path(name)!r} (epoch {epoch}) "
-                    "instead")
-        return Loaded(self.path(name), arrays, meta, note)
+            note = (f"{'; '.join(problems)}; resuming from {path!r} (epoch {epoch}) instead")
+        return Loaded(path, arrays, meta, note, name if name in names else LATEST)
 
     def save(self, arrays, meta):
         """Write a new generation; the newest trusted one becomes the previous one.
@@ -136,7 +215,8 @@ class CheckpointStore:
             Checkpoint metadata; ``meta['state']`` has ``epoch`` and ``iteration``.
         """
         state = meta["state"]
-        with atomic_path(self.path(LATEST)) as tmp:
+        # Ctrl-C waits for the generation to be complete, rather than losing it
+        with deferred_signals(), atomic_path(self.path(LATEST)) as tmp:
             io.write_arrays(tmp, arrays, meta)
             entries = [{"file": LATEST, "sha256": sha256_of(tmp), "epoch": state["epoch"],
                         "iteration": state["iteration"]}]
@@ -151,6 +231,10 @@ class CheckpointStore:
 
 def _link_atomically(src, dst):
     """Make ``dst`` the same content as ``src``, replacing ``dst`` atomically."""
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        # already one file (a run killed after this link): renaming a hard link over
+        # another of the same file does nothing and would leave the temporary link behind
+        return
     with atomic_path(dst) as tmp:
         os.remove(tmp)
         try:

@@ -3,6 +3,8 @@
 error-driven or fixed warm-up).
 """
 import dataclasses
+import math
+import numbers
 from collections import deque
 
 import mxnet as mx
@@ -17,9 +19,14 @@ from gluonres.train.distributed import KVSTORES
 WARMUP_WINDOW = 10
 
 
+#: Largest ``seed``: MXNet's generator takes a C int.
+MAX_SEED = 2 ** 31 - 1
+
+
 #: Settings that `gluonres train` takes as options of the same name.
 _CLI_SETTINGS = ("batch-size", "lr", "momentum", "wd", "epochs", "iterations", "schedule",
-                 "warmup", "normalize", "pad", "kvstore")
+                 "warmup", "normalize", "pad", "seed", "kvstore")
+_FLOAT_SETTINGS = ("lr", "momentum", "wd", "factor", "warmup_lr", "warmup_error")
 
 
 @dataclasses.dataclass
@@ -89,6 +96,10 @@ class TrainConfig:
     def __post_init__(self):
         self.milestones = tuple(self.milestones)
         m = self.milestones
+        for name in _FLOAT_SETTINGS:  # inf passes every range check below; nan fails them
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not math.isfinite(value):
+                self._refuse(name, "a finite number")
         checks = [  # (valid, setting, allowed values)
             (self.batch_size >= 1, "batch_size", "at least 1"),
             (self.lr > 0, "lr", "positive"),
@@ -107,14 +118,31 @@ class TrainConfig:
             (self.warmup_iterations >= 1, "warmup_iterations", "at least 1"),
             (self.normalize in ("pixel", "channel"), "normalize", "'pixel' or 'channel'"),
             (self.pad >= 0, "pad", "0 or more"),
+            (0 <= self.seed <= MAX_SEED, "seed", f"in [0, {MAX_SEED}]"),
             (self.kvstore in KVSTORES, "kvstore", ", ".join(KVSTORES)),
         ]
         for ok, name, allowed in checks:
             if not ok:
-                flag = name.replace("_", "-")
-                where = f" (--{flag})" if flag in _CLI_SETTINGS else ""
-                raise GluonresError(f"bad training setting {name}={getattr(self, name)!r}: "
-                                    f"it must be {allowed}; pass a value in range{where}")
+                self._refuse(name, allowed)
+
+    def _refuse(self, name, allowed):
+        flag = name.replace("_", "-")
+        where = f" (--{flag})" if flag in _CLI_SETTINGS else ""
+        raise GluonresError(f"bad training setting {name}={getattr(self, name)!r}: "
+                            f"it must be {allowed}; pass a value in range{where}")
+
+    def check_image_size(self, height, width):
+        """Refuse settings that do not fit images of ``height`` x ``width`` pixels: a crop
+        padding of a whole side or more (the crop could hold no pixel of the image).
+
+        Raises
+        ------
+        GluonresError
+            Naming the setting, the image size and the range.
+        """
+        if self.pad >= min(height, width):
+            self._refuse("pad", f"less than the side of the {height}x{width} training images "
+                         f"(at most {min(height, width) - 1}; the paper pads 32x32 by 4)")
 
     def describe(self):
         """One line naming the run length, schedule and warm-up."""

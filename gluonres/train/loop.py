@@ -15,8 +15,8 @@ and both are verified by SHA-256, see :mod:`gluonres.train.checkpoints`), ``log.
 :class:`gluonres.deploy.ExportCallback`, ``export/``). With ``kvstore='dist_sync'`` it
 is one of several workers on MXNet's parameter server (:mod:`gluonres.train.distributed`).
 """
+import contextlib
 import dataclasses
-import hashlib
 import math
 import os
 import sys
@@ -28,7 +28,7 @@ from mxnet import gluon
 from tqdm import tqdm
 
 from gluonres import io
-from gluonres._files import check_writable
+from gluonres._files import check_writable, deferred_signals
 from gluonres.analysis import evaluation
 from gluonres.data.augment import epoch_batches
 from gluonres.data.preprocess import Preprocess
@@ -38,7 +38,7 @@ from gluonres.models import model_info
 from gluonres.models.init import he_initialize
 from gluonres.train import checkpoints
 from gluonres.train.config import Schedule, TrainConfig, recipe
-from gluonres.train.distributed import Workers
+from gluonres.train.distributed import Workers, weights_digest
 from gluonres.train.logs import _epoch_line, _log_paths, _printer, write_logs
 from gluonres.train.state import (_CARRIED, CHECKPOINT, _check_resumable, _resumed_best,
                                   _save_checkpoint, check_new_run, load_optimizer_states)
@@ -130,8 +130,15 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     TrainingDivergedError
         When the loss or the weights become NaN/inf; the last good checkpoint stays.
     GluonresError
-        For bad settings, or a resume that does not match the checkpoint.
+        For bad settings, a resume that does not match the checkpoint, a run folder in use
+        by another process (:func:`~gluonres.train.checkpoints.run_lock`), or a write that
+        fails (a full disk: the files written before stay as they were).
     """
+    with contextlib.ExitStack() as locks:  # the run folder's lock, held to the end
+        return _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks)
+
+
+def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks):
     ctx = ctx or mx.cpu()
     built = model_info(net)
     model = built.name
@@ -142,6 +149,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         raise GluonresError(f"{model} has {outputs} outputs but {data.name!r} has "
                             f"{len(data.classes)} classes; build it with "
                             f"classes={len(data.classes)} (--classes {len(data.classes)})")
+    config.check_image_size(*train.images.shape[1:3])
     if len(train) < config.batch_size:
         raise GluonresError(f"{data.name!r} has {len(train)} training images, fewer than one "
                             f"batch of {config.batch_size}; pass a batch size of at most "
@@ -153,10 +161,13 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     data_info = data.describe()
     store = checkpoints.CheckpointStore(out_dir) if out_dir else None
     ckpt = store.path() if store else None
-    if out_dir and not resume:
-        check_new_run(out_dir)
     if resume and not out_dir:
         raise GluonresError("resume needs the output folder of the run to continue")
+    distributed = config.kvstore.startswith("dist")
+    if out_dir and not distributed:  # a worker's rank is known once it has connected
+        locks.enter_context(checkpoints.run_lock(out_dir))
+    if out_dir and not resume:
+        check_new_run(out_dir)
     if config.kvstore == "dist_async" and config.warmup == "error":
         raise GluonresError("the error-driven warm-up needs every worker's training error "
                             "at every step, which dist_async does not have; use --kvstore "
@@ -167,6 +178,8 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     shard = workers.shard(config.batch_size)
     writer = out_dir if workers.writer else None  # only rank 0 writes the run folder
     progress = progress and workers.writer
+    if writer and distributed:
+        locks.enter_context(checkpoints.run_lock(out_dir))
 
     history = {"model": model, "config": config.to_dict(), "data": data_info,
                "iterations_per_epoch": per_epoch, "total_iterations": total,
@@ -191,7 +204,7 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         history.update({k: meta["history"].get(k, history[k]) for k in _CARRIED})
         history["resumed"].append({"info": info or {}, "machine": machine(),
                                    "at_epoch": state_meta["epoch"], "started": utc_now(),
-                                   "checkpoint": os.path.basename(loaded.path),
+                                   "checkpoint": loaded.file,
                                    **({"fallback": loaded.note} if loaded.note else {})})
         best = state_meta["best"]
         best_arrays = _resumed_best(best, state_meta["epoch"], arrays, weights, out_dir)
@@ -212,6 +225,8 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         state.iteration = history["epochs"][-1]["iteration"]
     if writer:
         os.makedirs(out_dir, exist_ok=True)
+        # the run goes on: a killed run's last checkpoint gets its name, its temp files go
+        store.tidy()
     weights_meta = {"model": model, "preprocess": preprocess.to_dict(),
                     "classes": data.classes, "data": data.name}
     on = f" on {workers.count} workers ({config.kvstore})" if workers.count > 1 else ""
@@ -291,12 +306,16 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
             best = {"epoch": state.epoch, "val_error_pct": record["val_error_pct"]}
             best_arrays = {n: p.data().copy() for n, p in net.collect_params().items()}
         if writer:
-            if improved:
-                io.save_weights(net, os.path.join(out_dir, "best.params"),
-                                {**weights_meta, "epoch": state.epoch})
-            _save_checkpoint(store, net, trainer, schedule, weights_meta, config, data_info,
-                             state, best, best_arrays, history, workers)
-            write_logs(history, out_dir)
+            with deferred_signals():  # Ctrl-C stops after the epoch's files, not among them
+                if improved:
+                    with _writing(f"best.params (epoch {state.epoch})", store):
+                        io.save_weights(net, os.path.join(out_dir, "best.params"),
+                                        {**weights_meta, "epoch": state.epoch})
+                with _writing(f"the checkpoint of epoch {state.epoch}", store):
+                    _save_checkpoint(store, net, trainer, schedule, weights_meta, config,
+                                     data_info, state, best, best_arrays, history, workers)
+                with _writing(f"the logs of epoch {state.epoch}", store):
+                    write_logs(history, out_dir)
         say(_epoch_line(record, n_epochs))
 
     history["selected_epoch"] = best["epoch"] or state.epoch
@@ -314,25 +333,38 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     history["weights_sha256"] = weights_digest(net)
     history["files"] = {}
     if writer:
-        history["files"] = _write_weights(net, out_dir,
-                                          {**weights_meta, "epoch": history["selected_epoch"],
-                                           "test_accuracy": history["test_accuracy"]})
-    for cb in callbacks:
-        cb.on_train_end(state, history)
-    if writer:
-        write_logs(history, out_dir)
+        with _writing("the final weights", store):
+            history["files"] = _write_weights(net, out_dir,
+                                              {**weights_meta, "epoch": history["selected_epoch"],
+                                               "test_accuracy": history["test_accuracy"]})
+    with _writing("the run's final files (export, logs)", store if writer else None):
+        for cb in callbacks:
+            cb.on_train_end(state, history)
+        if writer:
+            write_logs(history, out_dir)
     return history
 
 
-def weights_digest(net):
-    """SHA-256 over every parameter's name, shape and float bytes, in name order: equal
-    digests mean bit-identical weights (e.g. on every worker of a distributed run)."""
-    digest = hashlib.sha256()
-    for name, p in sorted(net.collect_params().items()):
-        value = p.data().asnumpy()
-        digest.update(f"{name}:{value.shape}:{value.dtype}".encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
-    return digest.hexdigest()
+@contextlib.contextmanager
+def _writing(what, store):
+    """A failed write (a full disk, a folder made read-only) as one message that says what
+    is kept and how to go on; SIGINT and SIGTERM wait until the writes are done."""
+    try:
+        with deferred_signals():
+            yield
+    except OSError as err:
+        if store is None:
+            raise
+        kept = store.newest()
+        if kept is None:
+            on = "no epoch had finished, so there is no checkpoint: start the run again"
+        else:
+            on = (f"the checkpoint of epoch {kept['epoch']} ({store.path(kept['file'])!r}) and "
+                  "every file written before are kept: continue with --resume --out "
+                  f"{store.out_dir}")
+        reason = err.strerror or str(err)
+        raise GluonresError(f"cannot write {what} in {store.out_dir!r} ({reason}); {on} "
+                            "once there is room (or the folder is writable again)") from None
 
 
 def _complete_shapes(net, image_size, ctx):

@@ -8,6 +8,7 @@ checkpoint alone (:func:`resume_settings`). The run's export is its caller's: pa
 ``callbacks=[gluonres.deploy.ExportCallback()]`` for ``OUT/export``, as ``gluonres train``
 does.
 """
+import contextlib
 import dataclasses
 import os
 import sys
@@ -19,6 +20,7 @@ from gluonres._files import check_writable
 from gluonres.errors import GluonresError
 from gluonres.models import get_model, model_spec
 from gluonres.train import distributed
+from gluonres.train.checkpoints import run_lock
 from gluonres.train.config import TrainConfig, recipe
 from gluonres.train.loop import fit
 from gluonres.train.state import CHECKPOINT, check_checkpoint_model, check_new_run, checkpoint_meta
@@ -114,22 +116,36 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     Raises
     ------
     GluonresError
-        For bad settings, data or run folders, naming the fix.
+        For bad settings, data or run folders, naming the fix; a run folder in use by
+        another process (``... is in use by another gluonres train (pid N)``).
     """
+    if resume and not out_dir:
+        raise GluonresError("--resume needs --out, the folder of the run to continue")
+    if not resume:
+        if not data:
+            raise GluonresError("--data is required: 'digits', 'cifar10' or a path")
+        out_dir = out_dir or default_out_dir(model, data)
+    # held from before the folder is read to the end; the workers of a distributed run
+    # are told apart only once connected, so there fit locks for the writer alone
+    with contextlib.ExitStack() as locks:
+        if "DMLC_ROLE" not in os.environ:
+            locks.enter_context(run_lock(out_dir))
+        return _train_model(model, data, out_dir, resume, val_split, model_kwargs, info,
+                            progress, callbacks, settings)
+
+
+def _train_model(model, data, out_dir, resume, val_split, model_kwargs, info, progress,
+                 callbacks, settings):
     if resume:
-        if not out_dir:
-            raise GluonresError("--resume needs --out, the folder of the run to continue")
         saved = resume_settings(out_dir, model)
         config, data = saved["config"], data or saved["data"]
         val_split = saved["val_split"] if val_split is None else val_split
     else:
         config, val_split = recipe(model), val_split or 0
-    if not data:
-        raise GluonresError("--data is required: 'digits', 'cifar10' or a path")
-    if not resume:
-        out_dir = out_dir or default_out_dir(model, data)
         check_new_run(out_dir)  # before minutes of data loading
         check_writable(out_dir)
+    if not data:
+        raise GluonresError("--data is required: 'digits', 'cifar10' or a path")
     settings = {k: v for k, v in settings.items() if v is not None}
     distributed.check_environment(settings.get("kvstore") or config.kvstore)
     if "iterations" in settings and "epochs" not in settings:
@@ -137,6 +153,8 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     config = dataclasses.replace(config, **settings)
     model_kwargs = dict(model_kwargs or {})
     size = model_kwargs.get("input_size", model_spec(model).input_size)
+    if size:
+        config.check_image_size(size, size)  # the data is loaded at that size
     dataset = datasets.load(data, size=size, val_size=val_split, seed=config.seed,
                             progress=progress)
     if not resume and "flip" not in settings and not dataset.hflip:

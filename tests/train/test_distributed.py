@@ -1,6 +1,9 @@
 """Distributed training on MXNet's parameter server, on loopback: `gluonres launch`."""
 import dataclasses
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +22,7 @@ from gluonres.errors import GluonresError
 from gluonres.models.init import he_initialize
 from gluonres.train import distributed
 
-from helpers import assert_clean_error
+from helpers import REPO, assert_clean_error
 
 
 # a few iterations of ResNet-20 on the embedded digits, batch 32 = 2 workers x 16
@@ -168,3 +171,194 @@ def test_batch_must_split_evenly_over_the_workers():
     assert workers.shard(30) == slice(20, 30)
     with pytest.raises(GluonresError, match="does not split evenly over 3 workers"):
         workers.shard(32)
+
+
+# ------------------------------------------------- issue 20: nothing silent, nothing lost
+DRIVER = REPO / "tests" / "train" / "diverge_driver.py"
+# a run that would take minutes: long enough to be stopped in the middle
+LONG = ["gluonres", "train", "resnet20_cifar", "--data", "digits", "--iterations", "3000",
+        "--batch-size", "32", "--kvstore", "dist_sync"]
+
+
+def children(pid):
+    """The pids whose parent is ``pid``, read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    """Whether ``pid`` runs (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+class Launcher:
+    """``gluonres launch ARGS`` as its own process, its standard error in a file."""
+
+    def __init__(self, tmp_path, *args):
+        self.err_path = tmp_path / "launch.err"
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gluonres", "launch", *map(str, args)],
+                                     stdout=subprocess.DEVNULL, stderr=self.err)
+        self.pids = []
+
+    def stderr(self):
+        return self.err_path.read_text()
+
+    def wait_for_training(self, seconds=120):
+        """Wait until the four children run and rank 0 says it trains on 2 workers."""
+        def started():
+            assert self.proc.poll() is None, self.stderr()  # the launcher still runs
+            self.pids = sorted(set(self.pids) | set(children(self.proc.pid)))
+            return len(self.pids) >= 4 and "on 2 workers" in self.stderr()
+        assert wait_for(started, seconds), self.stderr()
+
+    def cleanup(self):
+        for pid in [self.proc.pid, *self.pids]:  # only the processes this test started
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.err.close()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_diverging_workers_fail_the_run(tmp_path, capfd, monkeypatch):
+    """Workers whose weights differ stop at the end of the epoch, before any checkpoint,
+    and the launch fails naming them; it used to exit 0 with worker 0's weights."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the driver imports this checkout's gluonres
+    out = tmp_path / "run"
+    args = TRAIN[2:] + ["--kvstore", "dist_sync", "--out", out]
+    proc = launch(capfd, "-n", 2, "-s", 1, "--timeout", 240, "--", sys.executable, DRIVER, *args)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "the dist_sync workers hold different weights" in last
+    assert "rank 0" in last and "rank 1" in last and "start the run again" in last
+    assert "Traceback" not in proc.stderr
+    assert not (out / "weights.params").exists() and not (out / "checkpoint.params").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_the_launcher_compares_the_weights_the_workers_report(capfd):
+    """A second check that does not rely on the KVStore: ``--json`` records with different
+    ``weights_sha256`` fail the launch."""
+    script = ("import json, mxnet as mx\n"
+              "kv = mx.kv.create('dist_sync')\n"
+              "print(json.dumps({'weights_sha256': 'ab' * 31 + str(10 + kv.rank),\n"
+              "                  'workers': {'kvstore': 'dist_sync', 'rank': kv.rank}}))\n")
+    proc = launch(capfd, "-n", 2, "-s", 1, "--timeout", 120, "--", sys.executable, "-c", script)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "the dist_sync workers hold different weights" in last
+    assert "worker0" in last and "worker1" in last and "start the run again" in last
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_the_launchers_processes_end_with_it(tmp_path, signum):
+    """SIGTERM: the launcher stops its process group; SIGKILL: the kernel kills every
+    child (parent-death signal). Either way no pid of the launch is left within seconds."""
+    launcher = Launcher(tmp_path, "-n", 2, "-s", 1, "--", *LONG, "--out", tmp_path / "run")
+    try:
+        launcher.wait_for_training()
+        os.kill(launcher.proc.pid, signum)
+        launcher.proc.wait(timeout=30)
+        assert wait_for(lambda: not any(alive(p) for p in launcher.pids), 5), \
+            [p for p in launcher.pids if alive(p)]
+        if signum == signal.SIGTERM:
+            assert launcher.proc.returncode == 128 + signum
+            assert "stopped by SIGTERM" in launcher.stderr().strip().splitlines()[-1]
+    finally:
+        launcher.cleanup()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_stalled_worker_ends_the_run_within_the_bound(tmp_path):
+    """SIGSTOP one worker: the other waits for it inside MXNet forever, so the launcher's
+    no-progress bound ends the run and names the stopped worker."""
+    bound = 10
+    launcher = Launcher(tmp_path, "-n", 2, "-s", 1, "--stall-timeout", bound, "--", *LONG,
+                        "--out", tmp_path / "run")
+    try:
+        launcher.wait_for_training()
+        pids = re.search(r"pids: ([^)]*)\)", launcher.stderr()).group(1)
+        worker1 = int(dict(p.split() for p in pids.split(", "))["worker1"])
+        os.kill(worker1, signal.SIGSTOP)
+        stopped = time.monotonic()
+        launcher.proc.wait(timeout=bound + 30)
+        assert time.monotonic() - stopped < bound + 15
+        assert launcher.proc.returncode == 1
+        last = launcher.stderr().strip().splitlines()[-1]
+        assert "no worker made progress" in last and "worker1 is stopped" in last, last
+        assert "--stall-timeout SECONDS" in last
+        assert wait_for(lambda: not any(alive(p) for p in launcher.pids), 5)
+    finally:
+        launcher.cleanup()
+
+
+def test_the_no_progress_bound_scales_with_the_slowest_step():
+    progress = distributed.Progress()
+    for now in (0.0, 1.0, 11.0):  # the longest wait between two reports: 10 s
+        progress.report(now)
+    assert progress.bound() == max(distributed.STALL_FLOOR_S, distributed.STALL_SCALE * 10)
+    assert progress.stalled(11.0 + progress.bound() - 1) is None
+    assert progress.stalled(11.0 + progress.bound() + 1) == pytest.approx(progress.bound() + 1)
+    assert distributed.Progress(timeout=0).stalled(1e9) is None  # 0: no bound
+    with pytest.raises(GluonresError, match="GLUONRES_STALL_TIMEOUT"):
+        distributed.stall_timeout("soon")
+
+
+def test_a_worker_without_a_launcher_stops_itself_when_it_makes_no_progress():
+    """Manual cluster mode: nothing watches the workers, so each one watches itself."""
+    progress = distributed.Progress(timeout=0.3)
+    progress.report()
+    said = []
+
+    class Training:  # the watch lasts as long as its owner
+        pass
+
+    owner = Training()
+    progress.watch(owner, interval=0.05, on_stall=said.append).join(timeout=10)
+    assert len(said) == 1
+    assert "no progress for" in said[0] and "GLUONRES_STALL_TIMEOUT=SECONDS" in said[0]
+    progress = distributed.Progress(timeout=0.3)
+    progress.report()
+    thread = progress.watch(Training(), interval=0.05, on_stall=said.append)
+    thread.join(timeout=10)  # its owner is gone at once: the watch ends, silently
+    assert not thread.is_alive() and len(said) == 1
+
+
+def test_a_negative_stall_bound_is_refused_before_anything_starts(capfd):
+    proc = launch(capfd, "-n", 2, "--stall-timeout", -1, "--", sys.executable, "-c", "pass")
+    assert_clean_error(proc, "--stall-timeout -1.0 is negative", "0: no bound")
+
+
+@pytest.mark.subprocess
+def test_a_worker_command_that_cannot_start_is_one_line_and_stops_the_rest(capfd):
+    proc = launch(capfd, "-n", 2, "--", "/nonexistent/worker")
+    assert_clean_error(proc, "cannot start the worker command '/nonexistent/worker'",
+                       "check the command after --")
