@@ -6,11 +6,13 @@ Every format is read without unpickling: ``mx.nd.load`` for params and
 import json
 import os
 import re
+import zipfile
 
 import mxnet as mx
 import numpy as np
 
 from gluonres._files import atomic_path
+from gluonres._untrusted import limit
 from gluonres.data.preprocess import REFERENCE, Preprocess
 from gluonres.errors import CorruptFileError, GluonresError, WeightsMismatchError
 from gluonres.models import model_info
@@ -91,13 +93,21 @@ def save_weights(net, path, meta=None):
                        for name, p in net.collect_params().items()}, meta)
 
 
-def read_weights(path):
+def read_weights(path, expected=None):
     """Read a weights file into ``(arrays, meta)`` without touching any network.
 
     Accepts gluonres ``.params``, training checkpoints (their optimizer state and best
     weights are left out), exported ``NAME-0000.params`` (``arg:``/``aux:`` keys) and the reference
     ``.npz`` files (PyTorch names, mapped to ours; their metadata carries the
     reference's input normalisation).
+
+    Parameters
+    ----------
+    path : str
+    expected : dict of str to tuple, optional
+        Parameter shapes of the network the weights are for: a reference ``.npz`` whose
+        arrays declare other shapes is refused from its headers, before anything is
+        decompressed.
 
     Raises
     ------
@@ -108,7 +118,7 @@ def read_weights(path):
         raise GluonresError(f"weights file {path!r} does not exist; pass the path of a "
                             ".params or reference .npz file")
     if path.endswith(".npz"):
-        return _read_reference_npz(path)
+        return _read_reference_npz(path, expected)
     loaded, meta = load_arrays(path)
     return weights_only(loaded), meta
 
@@ -120,7 +130,50 @@ def weights_only(arrays):
             if not k.startswith(STATE_PREFIXES)}
 
 
-def _read_reference_npz(path):
+#: How much larger than its file a reference .npz may declare its arrays to be: float
+#: weights barely compress, a "zip bomb" declares thousands of times its size.
+NPZ_MAX_EXPANSION = 16
+
+
+def _npz_headers(path):
+    """``({key: (shape, dtype)}, declared bytes)`` from the ``.npy`` headers inside an
+    ``.npz``: only the headers are decompressed."""
+    try:
+        declared = 0
+        with zipfile.ZipFile(path) as archive:
+            headers = {}
+            for info in archive.infolist():
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(f)
+                headers[info.filename[:-4] if info.filename.endswith(".npy")
+                        else info.filename] = (tuple(shape), dtype)
+                declared += max(info.file_size, int(np.prod(shape)) * dtype.itemsize)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise CorruptFileError(f"{path!r} is not a readable .npz file "
+                               f"({type(err).__name__}); re-download it") from None
+    return headers, declared
+
+
+def _read_reference_npz(path, expected=None):
+    headers, declared = _npz_headers(path)
+    for key, (shape, dtype) in headers.items():
+        if dtype.kind != "f":
+            raise CorruptFileError(f"{path!r}: array {key!r} holds {dtype}, not floating-point "
+                                   "weights; re-download it")
+        name = _torch_cifar_name(key)
+        if expected and name in expected and tuple(expected[name]) != shape:
+            raise WeightsMismatchError(
+                f"{path!r}: parameter {name!r} ({key}) has shape {shape}, but the model "
+                f"needs {tuple(expected[name])}; load weights of the same model")
+    # bounded before any array is decompressed
+    allowed = min(max(NPZ_MAX_EXPANSION * os.path.getsize(path), 1 << 20), limit("file_bytes"))
+    if declared > allowed:
+        raise CorruptFileError(
+            f"{path!r} declares {declared:,} bytes of arrays in a {os.path.getsize(path):,}-"
+            f"byte file (at most {allowed:,}): not a weights file of this size; re-download it")
     try:
         with np.load(path, allow_pickle=False) as npz:
             raw = {k: npz[k] for k in npz.files}
@@ -190,7 +243,9 @@ def load_weights(net, path, ctx=None):
     dict
         The file's metadata (``preprocess``, ``model``, ``classes`` ... when present).
     """
-    arrays, meta = read_weights(path)
+    expected = {n: p.shape for n, p in net.collect_params().items()
+                if p.shape and all(p.shape)}  # deferred shapes are checked after loading
+    arrays, meta = read_weights(path, expected)
     set_weights(net, arrays, meta, repr(path), ctx)
     return meta
 
