@@ -72,14 +72,7 @@ def check_writable(folder, option="--out"):
     """
     created = []
     try:
-        path = os.path.abspath(folder)
-        missing = []
-        while not os.path.exists(path):
-            missing.append(path)
-            path = os.path.dirname(path)
-        for level in reversed(missing):
-            os.mkdir(level)
-            created.append(level)
+        _make_levels(folder, created)
         fd, probe = tempfile.mkstemp(prefix=".gluonres-write-test.", dir=folder)
         os.close(fd)
         os.remove(probe)
@@ -87,9 +80,20 @@ def check_writable(folder, option="--out"):
         raise GluonresError(f"cannot write to {option} {folder!r} ({err.strerror or err}); "
                             "pass a folder you can write to") from None
     finally:
-        for level in reversed(created):
-            with contextlib.suppress(OSError):
-                os.rmdir(level)
+        _remove_levels(created)
+
+
+def _make_levels(folder, created):
+    """Create ``folder`` and its missing parents, listing each one made in ``created`` (so
+    that :func:`_remove_levels` can take them away again)."""
+    path = os.path.abspath(folder)
+    missing = []
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for level in reversed(missing):
+        os.mkdir(level)
+        created.append(level)
 
 
 #: The lock file :func:`folder_lock` keeps inside a folder while it holds it.
@@ -153,14 +157,7 @@ def _lock(folder, path, holder, option, created):
     import fcntl  # POSIX; imported here so that the rest of the module imports anywhere
 
     try:
-        level = os.path.abspath(folder)
-        missing = []
-        while not os.path.exists(level):
-            missing.append(level)
-            level = os.path.dirname(level)
-        for level in reversed(missing):
-            os.mkdir(level)
-            created.append(level)
+        _make_levels(folder, created)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             try:

@@ -33,12 +33,14 @@ def last_json(proc):
 
 
 def assert_clean_error(proc, *fragments):
-    assert proc.returncode == 2
+    """Bad input: exit code 2 and one line on stderr, ``gluonres: error: ...``, holding
+    every fragment (the problem and the fix)."""
     err = proc.stderr.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("gluonres: error: "), err
     for fragment in fragments:
-        assert fragment in err
+        assert fragment in err, err
 
 
 def small(digits, n=256, val=0):

@@ -11,7 +11,7 @@ from gluonres import io
 from gluonres.cli import main
 from gluonres.models.init import he_initialize
 
-from helpers import snapshot, write_folder
+from helpers import assert_clean_error, snapshot, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -114,20 +114,13 @@ CASES = [
 
 
 @pytest.mark.parametrize("case, argv, problem, fix", CASES, ids=[c[0] for c in CASES])
-def test_bad_argument_is_one_line_and_exit_2(weights, tmp_path, capfd, monkeypatch, case, argv,
+def test_bad_argument_is_one_line_and_exit_2(weights, tmp_path, cli, monkeypatch, case, argv,
                                              problem, fix):
     monkeypatch.setenv("GLUONRES_CACHE", str(tmp_path / "cache"))
     os.makedirs(tmp_path / "cache")
     args = argv(tmp_path, weights)
     before = snapshot(tmp_path)
-    capfd.readouterr()
-    code = main(args)
-    err = capfd.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith("gluonres: error: "), err
-    assert problem in err, err
-    assert fix in err, err
+    assert_clean_error(cli(*args), problem, fix)
     assert snapshot(tmp_path) == before  # nothing written, nothing left behind
 
 

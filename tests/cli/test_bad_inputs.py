@@ -15,7 +15,7 @@ from gluonres.cli import main
 from gluonres.errors import GluonresError, TrainingDivergedError
 from gluonres.models.init import he_initialize
 
-from helpers import Poison, fast, resnet8, small, snapshot
+from helpers import Poison, assert_clean_error, fast, resnet8, small, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -125,19 +125,12 @@ def _existing_run(tmp):
 
 
 @pytest.mark.parametrize("case, argv, problem, fix", CLI_CASES, ids=[c[0] for c in CLI_CASES])
-def test_cli_bad_input(files, tmp_path, capfd, monkeypatch, case, argv, problem, fix):
+def test_cli_bad_input(files, tmp_path, cli, monkeypatch, case, argv, problem, fix):
     for name in ("DMLC_ROLE", "DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT"):
         monkeypatch.delenv(name, raising=False)
     args = argv(files, tmp_path)
     before = snapshot(tmp_path)
-    capfd.readouterr()
-    code = main(args)
-    err = capfd.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith("gluonres: error: ")
-    assert problem in err, err
-    assert fix in err, err
+    assert_clean_error(cli(*args), problem, fix)
     assert snapshot(tmp_path) == before  # nothing lost, overwritten or left behind
 
 

@@ -95,20 +95,6 @@ def images(tmp_path_factory):
             "rgb_array": rgb[..., :3]}
 
 
-@pytest.fixture
-def cli(capfd):
-    """``gluonres ARGS`` in this process (bad-input cases need no fresh one; it is faster),
-    returning what a subprocess would: exit code, stdout, stderr."""
-    from gluonres.cli import main
-
-    def invoke(*args):
-        capfd.readouterr()
-        code = main([str(a) for a in args])
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-    return invoke
-
-
 # --------------------------------------------------------------------------- round trip
 @pytest.mark.slow
 @pytest.mark.subprocess

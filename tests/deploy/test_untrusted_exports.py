@@ -58,19 +58,6 @@ def export_copy(original, tmp_path):
     return folder, original[1]
 
 
-@pytest.fixture
-def cli(capfd):
-    """``gluonres ARGS`` in this process: exit code, stdout, stderr."""
-    from gluonres.cli import main
-
-    def invoke(*args):
-        capfd.readouterr()
-        code = main([str(a) for a in args])
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-    return invoke
-
-
 def manifest_of(folder):
     with open(os.path.join(folder, runtime.MANIFEST)) as f:
         return json.load(f)
