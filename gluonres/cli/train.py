@@ -12,15 +12,19 @@ from gluonres.cli._common import (add_command, add_model_options, count_or_fract
 
 # TrainConfig fields that `gluonres train` takes as options of the same name
 _SETTINGS = ("batch_size", "lr", "momentum", "wd", "schedule", "warmup", "normalize", "seed",
-             "kvstore", "flip", "pad", "epochs", "iterations")
+             "kvstore", "flip", "pad", "epochs", "iterations", "optimizer", "label_smoothing")
 
 
 def add_parsers(sub):
-    from gluonres.train import distributed
+    from gluonres.train import config, distributed
 
     p = add_command(sub, "train", cmd_train,
                     "train a model with the papers' recipe (checkpoints, logs, export)")
     add_model_options(p)
+    p.add_argument("--recipe", choices=list(config.RECIPES),
+                   help="paper: the 2015 paper's CIFAR recipe (default); fast: 20 epochs of "
+                   "Nesterov SGD, linear warm-up and decay, wd 5e-4, label smoothing 0.1 "
+                   "(docs/training.md); the options below override either")
     p.add_argument("--data", help="'digits' (embedded, offline), 'cifar10' (gluon, downloads), "
                    "an image-folder root or .tar.gz, a folder of class folders, or RecordIO")
     length = p.add_mutually_exclusive_group()
@@ -31,11 +35,17 @@ def add_parsers(sub):
     p.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
     p.add_argument("--momentum", type=float, help="default 0.9")
     p.add_argument("--wd", type=float, help="weight decay (default 1e-4)")
-    p.add_argument("--schedule", choices=["step", "cosine"],
-                   help="step: /10 at 50%% and 75%% of the run (the paper); cosine: anneal to 0")
-    p.add_argument("--warmup", choices=["none", "error", "fixed"],
-                   help="lr 0.01 until training error < 80%% (error) or for 400 iterations "
-                   "(fixed); default: the paper's choice for the model")
+    p.add_argument("--optimizer", choices=config.OPTIMIZERS,
+                   help="sgd (default), nag (Nesterov momentum) or adam")
+    p.add_argument("--label-smoothing", type=float, metavar="EPS",
+                   help="mix EPS of the uniform distribution into the targets (default 0)")
+    p.add_argument("--schedule", choices=config.SCHEDULES,
+                   help="step: /10 at 50%% and 75%% of the run (the paper); cosine: anneal to "
+                   "0; linear: decay linearly to 0")
+    p.add_argument("--warmup", choices=config.WARMUPS,
+                   help="lr 0.01 until training error < 80%% (error), for 400 iterations "
+                   "(fixed), or rising linearly to --lr (linear); default: the recipe's, for "
+                   "paper the paper's choice for the model")
     p.add_argument("--normalize", choices=["pixel", "channel"],
                    help="per-pixel mean (the paper, default) or per-channel mean/std")
     p.add_argument("--pad", type=int, help="padding before the random crop (default 4)")
@@ -100,6 +110,7 @@ def cmd_train(args):
     try:
         out, spec, history = train_model(
             args.model, args.data, out_dir, resume=args.resume, val_split=args.val_split,
+            recipe=args.recipe,
             model_kwargs=model_kwargs(args),
             info={"command": shlex.join(["gluonres", *args.argv])},
             progress=not args.no_progress, callbacks=[ExportCallback()],
@@ -142,7 +153,7 @@ def _kept(args, out_dir):
 
 
 def cmd_launch(args):
-    from gluonres.train import distributed
+    from gluonres.train import config, distributed
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:

@@ -24,7 +24,6 @@ import time
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon
 from tqdm import tqdm
 
 from gluonres import io
@@ -42,7 +41,7 @@ from gluonres.train.distributed import Workers, weights_digest
 from gluonres.train.logs import _epoch_line, _log_paths, _printer, write_logs
 from gluonres.train.state import (_CARRIED, CHECKPOINT, _check_resumable, _resumed_best,
                                   _save_checkpoint, check_new_run, load_optimizer_states)
-from gluonres.train.step import prepare, to_input, train_step
+from gluonres.train.step import loss_for, prepare, to_input, train_step
 
 
 class Callback:
@@ -235,7 +234,7 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
     for cb in callbacks:
         cb.on_train_begin(state)
 
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_fn = loss_for(config)
     step_size = workers.step_size(config.batch_size)
     segment_start = time.time()
     wall_before = history["wall_s"]

@@ -71,9 +71,9 @@ def resume_settings(out_dir, model=None):
             "val_split": first.get("val_split", 0)}
 
 
-def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
+def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None, recipe=None,
                 model_kwargs=None, info=None, progress=True, callbacks=(), **settings):
-    """Train a registered model with its paper recipe on a dataset, in a run folder.
+    """Train a registered model with a named recipe on a dataset, in a run folder.
 
     Every check that needs no data (settings, run folder, parameter-server environment)
     runs before the data is decoded.
@@ -94,6 +94,9 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     val_split : int or float, optional
         Training images (a count, or a fraction) held out to select the best epoch;
         default none for a new run.
+    recipe : str, optional
+        A new run's recipe (:data:`~gluonres.train.config.RECIPES`), default ``'paper'``;
+        a resumed run keeps its own and refuses this.
     model_kwargs : dict, optional
         Builder options (``shortcut`` ...); ``classes`` defaults to the data's.
     info : dict, optional
@@ -121,6 +124,8 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     """
     if resume and not out_dir:
         raise GluonresError("--resume needs --out, the folder of the run to continue")
+    if resume and recipe:
+        raise GluonresError("a resumed run keeps the recipe it started with; drop --recipe")
     if not resume:
         if not data:
             raise GluonresError("--data is required: 'digits', 'cifar10' or a path")
@@ -130,18 +135,18 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     with contextlib.ExitStack() as locks:
         if "DMLC_ROLE" not in os.environ:
             locks.enter_context(run_lock(out_dir))
-        return _train_model(model, data, out_dir, resume, val_split, model_kwargs, info,
-                            progress, callbacks, settings)
+        return _train_model(model, data, out_dir, resume, val_split, recipe, model_kwargs,
+                            info, progress, callbacks, settings)
 
 
-def _train_model(model, data, out_dir, resume, val_split, model_kwargs, info, progress,
-                 callbacks, settings):
+def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwargs, info,
+                 progress, callbacks, settings):
     if resume:
         saved = resume_settings(out_dir, model)
         config, data = saved["config"], data or saved["data"]
         val_split = saved["val_split"] if val_split is None else val_split
     else:
-        config, val_split = recipe(model), val_split or 0
+        config, val_split = recipe(model, recipe_name or "paper"), val_split or 0
         check_new_run(out_dir)  # before minutes of data loading
         check_writable(out_dir)
     if not data:

@@ -25,7 +25,9 @@ def prepare(net, config, ctx=None, workers=None, lr_scheduler=None):
     from gluonres.train import speed
     step = speed.for_training(net)
     net.hybridize(static_alloc=True, static_shape=True)
-    optimizer = {"learning_rate": config.lr, "momentum": config.momentum, "wd": config.wd}
+    optimizer = {"learning_rate": config.lr, "wd": config.wd}
+    if config.optimizer != "adam":
+        optimizer["momentum"] = config.momentum
     if lr_scheduler is not None:
         optimizer["lr_scheduler"] = lr_scheduler
     kvstore = workers.trainer_options() if workers else {"kvstore": config.kvstore}
@@ -33,11 +35,37 @@ def prepare(net, config, ctx=None, workers=None, lr_scheduler=None):
     # its first-step broadcast, which lands after the first batch's statistics) touches
     # them
     trained = [p for p in net.collect_params().values() if p.grad_req != "null"]
-    return step, gluon.Trainer(trained, "sgd", optimizer, **kvstore)
+    return step, gluon.Trainer(trained, config.optimizer, optimizer, **kvstore)
+
+
+class SmoothedCrossEntropy(gluon.loss.Loss):
+    """Softmax cross-entropy against one-hot targets mixed with ``smoothing`` of the
+    uniform distribution: ``(1 - smoothing) * CE(label) + smoothing * mean_k(-log p_k)``.
+
+    Takes sparse labels like ``gluon.loss.SoftmaxCrossEntropyLoss``; returns one loss per
+    sample.
+    """
+
+    def __init__(self, smoothing, **kwargs):
+        super().__init__(None, 0, **kwargs)
+        self._smoothing = smoothing
+
+    def hybrid_forward(self, F, pred, label):
+        logp = F.log_softmax(pred, axis=-1)
+        target = -F.pick(logp, label, axis=-1)
+        uniform = -F.mean(logp, axis=-1)
+        return (1 - self._smoothing) * target + self._smoothing * uniform
+
+
+def loss_for(config):
+    """The training loss of ``config``: cross-entropy, label-smoothed if it says so."""
+    if config.label_smoothing:
+        return SmoothedCrossEntropy(config.label_smoothing)
+    return gluon.loss.SoftmaxCrossEntropyLoss()
 
 
 def train_step(net, trainer, loss_fn, x, y, batch_size=None):
-    """One SGD update on a batch; returns an NDArray ``[mean loss, error rate]``.
+    """One optimizer update on a batch; returns an NDArray ``[mean loss, error rate]``.
 
     The metrics depend on the forward pass only, so reading them does not wait for the
     backward pass and update. ``batch_size`` normalises the gradient (default: the
