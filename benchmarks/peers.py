@@ -6,7 +6,10 @@ reads one JSON request per line on standard input and answers one JSON line:
 * ``{"cmd": "info"}`` -> versions;
 * ``{"cmd": "setup", "name": "openvino_fwd" | "torch_fwd" | "torch_train", ...}`` builds
   the variant (``model``, ``batch``, ``threads``, ``onnx`` path, ``shape``);
-* ``{"cmd": "time", "name": ..., "iters": n}`` -> ``{"seconds": s}`` for ``n`` calls.
+* ``{"cmd": "time", "name": ..., "iters": n}`` -> ``{"seconds": s, "cpu": [c0, c1],
+  "wall": [w0, w1]}`` for ``n`` calls: the process's CPU time and the monotonic clock at
+  the sample's start and end, so the benchmark can tell how much CPU this process used
+  while it sat idle between samples.
 
 Errors come back as ``{"error": message}`` so the benchmark can skip that variant and
 keep the others.
@@ -111,10 +114,13 @@ def handle(req):
         return {"ok": True, "note": note}
     if req["cmd"] == "time":
         run = variants[req["name"]]
+        cpu0, wall0 = time.process_time(), time.monotonic()
         start = time.perf_counter()
         for _ in range(req["iters"]):
             run()
-        return {"seconds": time.perf_counter() - start}
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "cpu": [cpu0, time.process_time()],
+                "wall": [wall0, time.monotonic()]}
     raise ValueError(f"unknown command {req['cmd']!r}")
 
 

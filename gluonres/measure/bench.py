@@ -16,6 +16,14 @@ plus an fp32 GEMM on the same threads as the machine's measured ceiling. Each va
 warmed up first (excluded); then every repeat runs all variants one after the other, so
 a change in background load hits all of them alike, and the median over repeats is
 reported (:func:`gluonres.measure.timing.interleaved`).
+
+Peers run in another process, so the bench checks that they were timed fairly: a short
+sleep before every sample lets the side timed before fall idle (OpenMP threads spin for
+a while after their work), the CPU each idle side used is measured, and every peer is
+timed again alone, in a fresh process; a peer inside the bench more than
+:data:`~gluonres.measure.peers.PEER_TOLERANCE` away from itself alone, or an idle side
+above :data:`~gluonres.measure.peers.IDLE_CPU_LIMIT` of a core, makes the record say its
+peer ratios are not trustworthy (``peer_check``).
 """
 import os
 import tempfile
@@ -31,11 +39,17 @@ from gluonres.deploy import runtime
 from gluonres.deploy.quantize import Calibration
 from gluonres.errors import GluonresError
 from gluonres.machine import machine, threads
-from gluonres.measure.peers import DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, Peers, gluoncv_net
+from gluonres.measure.peers import (DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, IDLE_CPU_LIMIT,
+                                    PEER_TOLERANCE, Peers, gluoncv_net)
 from gluonres.measure.timing import forward, gemm_gflops, interleaved, local
 from gluonres.models import get_model, model_info
 from gluonres.models.init import he_initialize
 from gluonres.train import speed
+
+
+#: Untimed seconds before each sample (:func:`~gluonres.measure.timing.interleaved`):
+#: longer than libgomp's spin and Intel OpenMP's default 200 ms block time.
+GAP_S = 0.3
 
 
 #: the JSON record's keys per model (null where a variant does not apply)
@@ -171,6 +185,8 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     y = mx.nd.array(np.arange(batch) % net.classes)
     notes = {}
     fwd, train = [], []
+    if peers is not None:
+        peers.reset_idle()
 
     # forward throughput at `batch`
     fwd.append(forward("hybrid_fwd", speed.for_inference(net, batch), x))
@@ -234,7 +250,10 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
                                 _real_data_batches(real_data, batch)))
             notes["realdata"] = f"training batches from {real_data} (augmented, normalised)"
 
-        errors = interleaved(fwd + train, repeats, warmup, iters, progress, drop_failing=True)
+        errors = interleaved(fwd + train, repeats, warmup, iters, progress, drop_failing=True,
+                             gap=GAP_S)
+        peer_timers = [t for t in fwd + train if peers is not None and t.name in peers.setups]
+        check = peer_check(peers, peer_timers, repeats, warmup, iters) if peer_timers else None
 
         # batch-1 latency of the hybridized graph: median over single calls
         one = mx.nd.random.uniform(-1, 1, shape=model_info(net).input_shape(1))
@@ -250,7 +269,40 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         record["hybrid_fwd_gflops"] = record["hybrid_fwd_img_s"] * 2 * macs / 1e9
     record["samples"] = {t.name: [round(s, 1) for s in t.samples] for t in fwd + train}
     record["notes"] = {**notes, **{k: f"failed: {v}" for k, v in errors.items()}}
+    record["peer_check"] = check
     return record
+
+
+def peer_check(peers, timers, repeats, warmup, iters):
+    """Were the peers timed fairly? Each peer in ``timers`` (already timed inside the
+    bench) is timed again alone in a fresh process, and the CPU of the idle sides is
+    read (:meth:`Peers.idle_cpu`).
+
+    Returns
+    -------
+    dict
+        ``peers``: per peer, img/s ``inside`` and ``alone``, their ``ratio`` and ``ok``
+        (within :data:`PEER_TOLERANCE`); ``idle_cpu``; ``trustworthy`` and, when not,
+        ``reasons``.
+    """
+    rows, reasons = {}, []
+    idle = peers.idle_cpu()
+    for t in timers:
+        alone = peers.alone(t.name, t.images, repeats, warmup, iters, gap=GAP_S)
+        inside = t.median_rate()
+        ratio = inside / alone if alone and inside else None
+        ok = ratio is not None and abs(ratio - 1) <= PEER_TOLERANCE
+        rows[t.name] = {"inside": inside, "alone": alone,
+                        "ratio": None if ratio is None else round(ratio, 3), "ok": ok}
+        if not ok:
+            reasons.append(f"{t.name}: {inside and round(inside)} img/s inside the bench, "
+                           f"{alone and round(alone)} alone")
+    for side, share in idle.items():
+        if share is not None and share > IDLE_CPU_LIMIT:
+            reasons.append(f"idle side used {100 * share:.0f}% of a core ({side})")
+    return {"peers": rows, "idle_cpu": idle, "tolerance": PEER_TOLERANCE,
+            "idle_cpu_limit": IDLE_CPU_LIMIT, "trustworthy": not reasons,
+            "reasons": reasons}
 
 
 def ratios(record):
@@ -308,12 +360,18 @@ def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=None,
                 m["peak_fraction"] = None
             m["ratios"] = ratios(m)
             record["models"].append(m)
+        checks = [m["peer_check"] for m in record["models"] if m.get("peer_check")]
+        record["peer_check_passed"] = all(c["trustworthy"] for c in checks) if checks else None
         record["gemm_gflops_after"] = gemm_gflops()
         record["machine"]["load_average_after"] = list(os.getloadavg())
         record["notes"] = peers.notes
     finally:
         peers.close()
     return record
+
+
+def _share(x):
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def table(record):
@@ -347,6 +405,21 @@ def table(record):
     for m in record["models"]:
         lines.append(f"| {m['model']} | " +
                      " | ".join(fmt(v, 2) for v in m["ratios"].values()) + " |")
+    for m in record["models"]:
+        check = m.get("peer_check")
+        if not check:
+            continue
+        rows = ", ".join(f"{name} {r['inside'] or 0:.0f} inside vs {r['alone'] or 0:.0f} alone"
+                         for name, r in check["peers"].items())
+        idle = check["idle_cpu"]
+        verdict = ("passed" if check["trustworthy"] else
+                   "FAILED, the peer ratios above are not trustworthy: "
+                   + "; ".join(check["reasons"]))
+        lines += ["", f"{m['model']} peer self-check (each peer within "
+                  f"{100 * check['tolerance']:.0f}% of itself timed alone; idle side below "
+                  f"{100 * check['idle_cpu_limit']:.0f}% of a core): {verdict}. {rows} img/s; "
+                  f"idle CPU: peer {_share(idle['peer_while_gluonres_timed'])}, gluonres "
+                  f"{_share(idle['gluonres_while_peer_timed'])} of a core."]
     mem = record.get("memory")
     if mem:
         s, c = mem["static"], mem["checkpointed"]

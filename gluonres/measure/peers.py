@@ -4,9 +4,10 @@ their own environment (``benchmarks/peers.py`` under ``.venv-peers``).
 import json
 import os
 import subprocess
+import time
 
 from gluonres.machine import threads
-from gluonres.measure.timing import Timer
+from gluonres.measure.timing import Timer, interleaved
 from gluonres.models.init import he_initialize
 
 
@@ -37,18 +38,39 @@ def gluoncv_net(name):
     return net
 
 
+#: A peer timed inside the bench must be within this fraction of the same peer timed
+#: alone, or the bench's peer ratios are reported as not trustworthy.
+PEER_TOLERANCE = 0.10
+
+#: Largest share of one core the idle side may use while the other side is timed.
+IDLE_CPU_LIMIT = 0.05
+
+
 class Peers:
     """The optional comparators, served by ``benchmarks/peers.py`` in its own interpreter.
 
     PyTorch and OpenVINO are not gluonres dependencies (and PyTorch >= 2 makes GluonCV
     refuse to import), so they live in a separate environment (``make peers``). The
-    worker waits on standard input between requests, so it costs nothing while the
-    in-process variants run.
+    worker waits on standard input between requests; whether the idle side really costs
+    nothing is measured, not assumed: each sample reports the peer's CPU time, so the
+    CPU it used between its samples (while gluonres variants ran) is known, and the CPU
+    this process used during each peer sample is taken around the request
+    (:meth:`idle_cpu`). :meth:`alone` times a peer again in a fresh process of its own.
+
+    Parameters
+    ----------
+    python : str
+        The peer interpreter (``.venv-peers/bin/python``).
     """
 
     def __init__(self, python):
+        self.python = python
         self.notes = {}
         self.proc = None
+        self.setups = {}
+        # [CPU s, wall s] of the idle side: the peer between its samples, this process
+        # during them
+        self.reset_idle()
         if not python or not os.path.exists(python):
             self.notes["peers"] = (f"skipped: no peer interpreter at {python!r} (run "
                                    "`make peers` to install PyTorch and OpenVINO there)")
@@ -83,10 +105,56 @@ class Peers:
             return None
         if reply.get("note"):
             self.notes[name] = reply["note"]
+        self.setups[name] = setup
+        self._last_end = None  # the set-up's own CPU is not idle time
+        return Timer(name, lambda iters: self._time(name, iters), images)
 
-        def run(iters):
-            return self._ask({"cmd": "time", "name": name, "iters": iters})["seconds"]
-        return Timer(name, run, images)
+    def _time(self, name, iters):
+        host0, wall0 = os.times(), time.monotonic()
+        reply = self._ask({"cmd": "time", "name": name, "iters": iters})
+        host1, wall1 = os.times(), time.monotonic()
+        self._host_idle[0] += (host1.user + host1.system) - (host0.user + host0.system)
+        self._host_idle[1] += wall1 - wall0
+        if self._last_end is not None:
+            self._peer_idle[0] += reply["cpu"][0] - self._last_end[0]
+            self._peer_idle[1] += reply["wall"][0] - self._last_end[1]
+        self._last_end = (reply["cpu"][1], reply["wall"][1])
+        return reply["seconds"]
+
+    def reset_idle(self):
+        """Start counting :meth:`idle_cpu` afresh (e.g. for the next model)."""
+        self._peer_idle, self._host_idle, self._last_end = [0.0, 0.0], [0.0, 0.0], None
+
+    def idle_cpu(self):
+        """The share of one core each side used while the other was timed.
+
+        Returns
+        -------
+        dict
+            ``peer_while_gluonres_timed``: the peer process between its samples;
+            ``gluonres_while_peer_timed``: this process during the peer's samples
+            (``None`` before any sample).
+        """
+        def share(cpu_wall):
+            return round(cpu_wall[0] / cpu_wall[1], 4) if cpu_wall[1] else None
+        return {"peer_while_gluonres_timed": share(self._peer_idle),
+                "gluonres_while_peer_timed": share(self._host_idle)}
+
+    def alone(self, name, images, repeats, warmup, iters, gap=0.0):
+        """Images/s of peer ``name`` timed again in a fresh peer process, this process
+        idle (blocked on the reply) throughout; ``None`` if it cannot be set up.
+
+        The same set-up, warm-up and samples as inside the bench; the median is returned.
+        """
+        fresh = Peers(self.python)
+        try:
+            timer = fresh.timer(name, images, **self.setups[name])
+            if timer is None:
+                return None
+            interleaved([timer], repeats, warmup, iters, gap=gap)
+            return timer.median_rate()
+        finally:
+            fresh.close()
 
     def close(self):
         if self.proc is not None:

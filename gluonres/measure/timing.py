@@ -69,7 +69,7 @@ def forward(name, block, x):
     return local(name, lambda: block(x).wait_to_read(), x.shape[0])
 
 
-def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False):
+def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False, gap=0.0):
     """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
 
     Parameters
@@ -83,6 +83,10 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
     drop_failing : bool, default False
         A timer whose warm-up raises is removed from ``timers`` and its error recorded,
         instead of aborting the others (optional peers).
+    gap : float, default 0
+        Untimed seconds of sleep before each sample: OpenMP threads spin for a while
+        after their last parallel region, so the variant timed before must fall idle
+        before the next one starts (a peer in another process shares the cores).
 
     Returns
     -------
@@ -100,6 +104,8 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
             timers.remove(t)
     for r in range(repeats):
         for t in timers:
+            if gap:
+                time.sleep(gap)
             t.time(iters)
         if progress:
             progress(r + 1, repeats)
