@@ -11,7 +11,6 @@ import mxnet as mx
 import numpy as np
 
 from gluonres.errors import GluonresError, UnknownModelError
-from gluonres.models import model_spec
 from gluonres.train.distributed import KVSTORES
 
 
@@ -227,6 +226,10 @@ def recipe(model_name, name="paper", **overrides):
         raise GluonresError(f"unknown recipe {name!r}; pass one of: {', '.join(RECIPES)}")
     settings = dict(RECIPES[name])
     if name == "paper":
+        # imported here: `gluonres predict` builds this module's CLI options and must run
+        # an export without model code (tests/deploy/test_deploy.py)
+        from gluonres.models import model_spec
+
         try:
             settings["warmup"] = model_spec(model_name).warmup  # registered with the model
         except UnknownModelError:

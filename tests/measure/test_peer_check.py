@@ -112,8 +112,8 @@ def test_the_idle_peers_cpu_is_measured(fake_peer, monkeypatch, burn):
     p = peers.Peers(python)
     try:
         timer = p.timer("sleepy", 1)
-        host = Timer("host", lambda iters: time.sleep(0.2 * iters) or 0.2 * iters, 1)
-        interleaved([timer, host], 3, 0, 1)
+        host = Timer("host", lambda iters: time.sleep(0.05 * iters) or 0.05 * iters, 1)
+        interleaved([timer, host], 3, 0, 10)  # 0.5 s samples: piping a request is < 1%
         idle = p.idle_cpu()
     finally:
         p.close()
