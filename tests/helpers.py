@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import cv2
 import numpy as np
@@ -18,6 +19,20 @@ from gluonres.train.config import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("GLUONRES_SHARED", REPO.parent / "shared"))
+
+
+# gluonres predict must run an export with these unimportable (model code, export side)
+BLOCK_MODEL_CODE = textwrap.dedent("""
+    import sys
+    BLOCKED = ("gluonres.models", "gluonres.blocks", "gluonres.deploy.exporter",
+               "gluonres.analysis", "gluonres.train.loop", "gluonres.train.step",
+               "gluonres.train.speed", "gluonres.measure", "gluonres.experiments.")
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.startswith(BLOCKED):
+                raise ImportError(f"{name} is blocked: running an export needs no model code")
+    sys.meta_path.insert(0, Blocker())
+""")
 
 
 def run(*args, check=True):

@@ -6,6 +6,11 @@ from gluonres.cli._common import (add_calibration_options, add_command, add_mode
                                   add_normalisation_options, calibration_kwargs, emit, model_kwargs)
 
 
+#: ``--engine`` choices: gluonres.deploy.engines.ENGINES, spelled out so that parsing the
+#: command line loads no mxnet (a test keeps the two equal)
+ENGINES = ("mxnet", "onnxruntime", "openvino")
+
+
 def add_parsers(sub):
     p = add_command(sub, "export", cmd_export,
                     "export symbol/params + manifest (and ONNX, INT8) for deployment")
@@ -28,6 +33,11 @@ def add_parsers(sub):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--top-k", type=int, default=5, help="classes to show per image")
     p.add_argument("--int8", action="store_true", help="run the INT8 graph (export --int8)")
+    p.add_argument("--engine", choices=ENGINES, default="mxnet",
+                   help="what runs the forward pass (default mxnet); onnxruntime and "
+                        "openvino run the export's ONNX file (export --onnx) and need "
+                        "pip install 'gluonres[engines]'; `gluonres bench --export DIR` "
+                        "says which is fastest here")
 
     p = add_command(sub, "int8-bench", cmd_int8_bench,
                     "FP32 vs INT8: test accuracy and throughput, side by side")
@@ -64,12 +74,13 @@ def cmd_predict(args):
     import sys
 
     from gluonres._untrusted import printable
-    from gluonres.deploy import runtime
+    from gluonres.deploy import engines
 
-    exported = runtime.load_exported(args.folder, "int8" if args.int8 else "fp32")
+    exported = engines.load(args.folder, args.engine, "int8" if args.int8 else "fp32")
     predictions = exported.predict(args.images, top_k=args.top_k)
     record = {"folder": args.folder, "model": exported.manifest["model"],
-              "variant": exported.variant, "predictions": predictions}
+              "variant": exported.variant, "engine": exported.engine,
+              "predictions": predictions}
     lines = []
     for p in predictions:  # class names and paths are untrusted: escaped, one line each
         best = ", ".join(f"{printable(t['class'])} {100 * t['probability']:.1f}%"

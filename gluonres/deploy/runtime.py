@@ -3,7 +3,9 @@
 This is the deployment side of :mod:`gluonres.deploy`. It imports mxnet, numpy and small
 gluonres helpers (:mod:`~gluonres.errors`, :mod:`~gluonres.data.preprocess`,
 :mod:`~gluonres.machine`), never the model code: an export is loaded as a ``SymbolBlock``
-and needs nothing that built it. :func:`onnx_session` runs its ONNX file instead.
+and needs nothing that built it. :func:`onnx_session` runs its ONNX file instead;
+:mod:`gluonres.deploy.engines` loads an export on ONNX Runtime or OpenVINO through these
+checks.
 
 The manifest makes the preprocessing explicit (nothing is baked into the graph)::
 
@@ -422,25 +424,50 @@ def fit_image(image, spec, name="image"):
 class Exported:
     """An exported network loaded from its files, with its preprocessing and classes.
 
-    Use :func:`load_exported` to create one.
+    Use :func:`load_exported` (mxnet) or :func:`gluonres.deploy.engines.load` (any engine)
+    to create one.
 
     Attributes
     ----------
     folder : str
     manifest : dict
     variant : {'fp32', 'int8'}
-    net : mxnet.gluon.SymbolBlock
-        Hybridized; maps preprocessed float32 NCHW input to logits.
+    net : mxnet.gluon.SymbolBlock or None
+        Hybridized; maps preprocessed float32 NCHW input to logits (``None`` on another
+        engine: :meth:`forward` runs every engine).
+    engine : str
+        ``'mxnet'``, or the engine of :func:`gluonres.deploy.engines.load`.
     classes : list of str
     """
 
-    def __init__(self, folder, manifest, variant, net):
+    def __init__(self, folder, manifest, variant, net, engine="mxnet", run=None):
         self.folder = folder
         self.manifest = manifest
         self.variant = variant
         self.net = net
+        self.engine = engine
         self.classes = list(manifest["classes"])
         self._preprocess = None
+        self._run = run
+
+    def forward(self, x):
+        """Logits of a preprocessed float32 NCHW batch, on the export's engine.
+
+        Parameters
+        ----------
+        x : mxnet.nd.NDArray or numpy.ndarray
+            ``(N, 3, H, W)``, as :attr:`preprocess` makes it.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, classes)`` float32 logits.
+        """
+        if self._run is not None:  # another engine (gluonres.deploy.engines)
+            return self._run(x)
+        if not isinstance(x, mx.nd.NDArray):
+            x = mx.nd.array(x, dtype="float32")
+        return self.net(x).asnumpy()
 
     @property
     def preprocess(self):
@@ -478,7 +505,7 @@ class Exported:
         out = []
         for start in range(0, len(paths), BATCH_SIZE):
             batch = mx.nd.array(images[start:start + BATCH_SIZE], dtype="uint8")
-            logits = self.net(preprocess(batch)).asnumpy()
+            logits = self.forward(preprocess(batch))
             probs = np.exp(logits - logits.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             for path, p in zip(paths[start:start + BATCH_SIZE], probs):
@@ -721,13 +748,19 @@ def load_exported(folder, variant="fp32", ctx=None):
     return Exported(folder, manifest, variant, net)
 
 
-def onnx_session(path):
-    """An ONNX Runtime CPU session for an ONNX file, on the threads mxnet uses.
+def onnx_session(model, spinning=False):
+    """An ONNX Runtime CPU session for an ONNX model, on the threads mxnet uses.
 
     Parameters
     ----------
-    path : str
-        An ``.onnx`` file, e.g. the one ``gluonres export --onnx`` writes.
+    model : str or bytes
+        An ``.onnx`` file, e.g. the one ``gluonres export --onnx`` writes, or its bytes
+        (:func:`gluonres.deploy.engines.load` passes the bytes it checked).
+    spinning : bool, default False
+        Let idle worker threads spin (ONNX Runtime's default). Off, they sleep between
+        calls, as mxnet's do, instead of taking the cores from whatever runs next (the
+        other variants of an interleaved benchmark, a training run); measured not to
+        slow ONNX Runtime itself (docs/deployment.md, "Engines").
 
     Returns
     -------
@@ -736,11 +769,13 @@ def onnx_session(path):
     Raises
     ------
     ImportError
-        If ``onnxruntime`` is not installed (the ``[test]`` extra).
+        If ``onnxruntime`` is not installed (the ``[engines]`` and ``[test]`` extras).
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads()  # the same threads as mxnet, for comparisons
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if spinning else "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

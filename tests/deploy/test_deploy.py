@@ -18,24 +18,11 @@ from gluonres.data.preprocess import REFERENCE, Preprocess
 from gluonres.deploy import runtime
 from gluonres.errors import GluonresError
 
-from helpers import REPO, assert_clean_error, last_json, run, shared_path, snapshot
+from helpers import (BLOCK_MODEL_CODE, REPO, assert_clean_error, last_json, run, shared_path,
+                     snapshot)
 
 
 ROOT = str(REPO)
-
-
-# gluonres predict must run an export with these unimportable (model code, export side)
-BLOCK_MODEL_CODE = textwrap.dedent("""
-    import sys
-    BLOCKED = ("gluonres.models", "gluonres.blocks", "gluonres.deploy.exporter",
-               "gluonres.analysis", "gluonres.train.loop", "gluonres.train.step",
-               "gluonres.train.speed", "gluonres.measure", "gluonres.experiments.")
-    class Blocker:
-        def find_spec(self, name, path=None, target=None):
-            if name.startswith(BLOCKED):
-                raise ImportError(f"{name} is blocked: running an export needs no model code")
-    sys.meta_path.insert(0, Blocker())
-""")
 
 
 def randomized(name, seed=0):
