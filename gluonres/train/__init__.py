@@ -14,7 +14,7 @@ from gluonres._lazy import lazy_exports
 
 
 _EXPORTS = {
-    "config": ("WARMUP_WINDOW", "Schedule", "TrainConfig", "recipe"),
+    "config": ("WARMUP_WINDOW", "RECIPES", "Schedule", "TrainConfig", "recipe"),
     "logs": ("epochs_csv", "plot_curves", "write_logs"),
     "distributed": ("weights_digest",),
     "loop": ("Callback", "TrainState", "error_pct", "fit"),

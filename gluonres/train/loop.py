@@ -41,7 +41,7 @@ from gluonres.train.distributed import Workers, weights_digest
 from gluonres.train.logs import _epoch_line, _log_paths, _printer, write_logs
 from gluonres.train.state import (_CARRIED, CHECKPOINT, _check_resumable, _resumed_best,
                                   _save_checkpoint, check_new_run, load_optimizer_states)
-from gluonres.train.step import loss_for, prepare, to_input, train_step
+from gluonres.train.step import default_layout, loss_for, prepare, to_input, train_step
 
 
 class Callback:
@@ -250,6 +250,9 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
                    leave=False, disable=not progress, file=sys.stderr,
                    mininterval=0.5 if sys.stderr.isatty() else 30)
         loss_sum = error_sum = 0.0
+        # the evaluations and callbacks ran inference passes: without this the first NAG
+        # updates of the epoch depend on timing (see default_layout)
+        default_layout(net)
         try:
             for _ in range(steps):
                 images, labels = next(batches)

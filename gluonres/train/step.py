@@ -1,5 +1,7 @@
 """One training step: the static graph that runs it, the Trainer, and the input batches.
 """
+import ctypes
+
 import mxnet as mx
 from mxnet import autograd, gluon
 
@@ -8,7 +10,8 @@ from gluonres.data.augment import epoch_batches
 
 # ---------------------------------------------------------------------------- the step
 def prepare(net, config, ctx=None, workers=None, lr_scheduler=None):
-    """The block that runs the training steps of ``net``, and its ``gluon.Trainer`` (SGD).
+    """The block that runs the training steps of ``net``, and its ``gluon.Trainer``
+    (``config.optimizer``).
 
     The one place that decides how a network executes during training: the static graph
     of :func:`gluonres.train.speed.for_training` (BatchNorm+ReLU fused; same gradients and
@@ -55,6 +58,27 @@ class SmoothedCrossEntropy(gluon.loss.Loss):
         target = -F.pick(logp, label, axis=-1)
         uniform = -F.mean(logp, axis=-1)
         return (1 - self._smoothing) * target + self._smoothing * uniform
+
+
+def default_layout(net):
+    """Wait for the engine, then store every parameter of ``net`` in MXNet's plain layout.
+
+    In mxnet 1.9.1 an inference-mode pass (``_complete_shapes``, an evaluation, an
+    export) leaves convolution and dense weights in oneDNN's blocked layout, and the
+    next training forward only *schedules* their reordering back, from inside the
+    engine: after the optimizer updates Python has already queued. Whether the first
+    updates after an evaluation see a blocked weight then depends on timing, and
+    ``nag_mom_update`` (out=weight) gives another result for one (a temporary copy: the
+    momentum's weight decay reads the old weight) than for a plain one (in place: it
+    reads the new one). SGD's update is the same either way. Call this before training
+    steps that follow inference; it costs one wait.
+    """
+    mx.nd.waitall()  # the blocked layout itself arrives asynchronously
+    ptr = ctypes.c_void_p()
+    for p in net.collect_params().values():
+        for arr in p.list_data():
+            # MXNDArrayGetData reorders a oneDNN array to the default layout and waits
+            mx.base.check_call(mx.base._LIB.MXNDArrayGetData(arr.handle, ctypes.byref(ptr)))
 
 
 def loss_for(config):

@@ -13,7 +13,9 @@ from gluonres import train as training
 from gluonres.deploy import ExportCallback
 from gluonres.errors import GluonresError, TrainingDivergedError, WeightsMismatchError
 from gluonres.models.cifar import cifar_resnet
+from gluonres.models.init import he_initialize
 from gluonres.train.config import Schedule, TrainConfig
+from gluonres.train.step import SmoothedCrossEntropy, loss_for, train_step
 
 from helpers import Poison, fast, resnet8, small
 
@@ -63,6 +65,65 @@ def test_error_warmup_returns_to_the_base_rate():
     assert s(it + 1) == pytest.approx(0.1) and s(40000) == pytest.approx(0.01)
 
 
+def test_linear_warmup_then_linear_decay_to_zero():
+    s = Schedule(TrainConfig(schedule="linear", warmup="linear", warmup_lr=0.01,
+                             warmup_fraction=0.1), 1000)
+    assert s.warmup_iterations == 100
+    assert s(0) < s(50) < s(99)  # rising
+    assert [s(0), s(100), s(550), s(999)] == pytest.approx([0.0109, 0.1, 0.05, 0.0001],
+                                                            abs=1e-4)
+
+
+def test_a_warmup_fraction_scales_with_the_run_and_a_count_does_not():
+    assert Schedule(TrainConfig(warmup="linear", warmup_fraction=0.1), 100).warmup_iterations == 10
+    with pytest.raises(GluonresError, match="shorter than its 400-iteration warm-up"):
+        Schedule(TrainConfig(warmup="linear"), 100)
+
+
+def test_named_recipes():
+    paper, fast_recipe = training.recipe("resnet20_cifar"), training.recipe("resnet20_cifar",
+                                                                            "fast")
+    assert paper == TrainConfig()  # the paper's recipe is the default settings
+    assert (fast_recipe.epochs, fast_recipe.optimizer, fast_recipe.schedule,
+            fast_recipe.label_smoothing) == (20, "nag", "linear", 0.1)
+    # the fast recipe brings its own warm-up, whatever the model's paper warm-up
+    assert training.recipe("resnet110_cifar", "fast").warmup == "linear"
+    assert training.recipe("resnet20_cifar", "fast", epochs=5).epochs == 5
+    with pytest.raises(GluonresError, match="unknown recipe 'quick'; pass one of: paper, fast"):
+        training.recipe("resnet20_cifar", "quick")
+
+
+def test_smoothed_cross_entropy_mixes_the_uniform_target():
+    logits = mx.nd.random.uniform(-3, 3, (6, 10))
+    labels = mx.nd.array([0, 1, 2, 3, 9, 5])
+    logp = np.log(np.exp(logits.asnumpy()) / np.exp(logits.asnumpy()).sum(1, keepdims=True))
+    target = np.full((6, 10), 0.1 / 10)
+    target[np.arange(6), labels.asnumpy().astype(int)] += 0.9
+    np.testing.assert_allclose(SmoothedCrossEntropy(0.1)(logits, labels).asnumpy(),
+                               -(target * logp).sum(1), rtol=1e-5)
+    plain = mx.gluon.loss.SoftmaxCrossEntropyLoss()(logits, labels).asnumpy()
+    np.testing.assert_allclose(loss_for(TrainConfig())(logits, labels).asnumpy(), plain,
+                               rtol=1e-6)
+    assert isinstance(loss_for(TrainConfig(label_smoothing=0.1)), SmoothedCrossEntropy)
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", "SGD"), ("nag", "NAG"), ("adam", "Adam")])
+def test_the_configured_optimizer_trains(name, cls):
+    net = resnet8()
+    he_initialize(net, 0)
+    config = fast(optimizer=name, momentum=0.8, lr=0.001 if name == "adam" else 0.05)
+    step, trainer = training.prepare(net, config)
+    assert type(trainer._optimizer).__name__ == cls
+    if name != "adam":  # Adam has no momentum setting
+        assert trainer._optimizer.momentum == 0.8
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.uniform(-1, 1, (16, 3, 32, 32)))
+    y = mx.nd.array(rng.randint(0, 10, 16))
+    losses = [float(train_step(step, trainer, loss_for(config), x, y)[0].asscalar())
+              for _ in range(8)]
+    assert losses[-1] < 0.8 * losses[0]  # fits one batch
+
+
 def test_fixed_warmup_is_400_updates():
     s = Schedule(TrainConfig(warmup="fixed"), 64000)
     assert [s(i) for i in (0, 399, 400)] == pytest.approx([0.01, 0.01, 0.1])
@@ -78,7 +139,10 @@ def test_recipe_picks_the_papers_warmup():
 
 @pytest.mark.parametrize("kw,message", [({"schedule": "poly"}, "schedule"),
                                         ({"milestones": (0.75, 0.5)}, "milestones"),
-                                        ({"warmup": "error", "lr": 0.001}, "warmup_lr")])
+                                        ({"warmup": "error", "lr": 0.001}, "warmup_lr"),
+                                        ({"optimizer": "rmsprop"}, "optimizer"),
+                                        ({"label_smoothing": 1.0}, "label_smoothing"),
+                                        ({"warmup_fraction": 1.5}, "warmup_fraction")])
 def test_bad_settings_are_refused(kw, message):
     with pytest.raises(GluonresError, match=message):
         TrainConfig(**kw)
@@ -147,9 +211,14 @@ def test_fit_writes_the_run_folder(digits, tmp_path):
     assert manifest["source"]["weights"] == os.path.abspath(os.path.join(out, "weights.params"))
 
 
+FAST_SETTINGS = {k: v for k, v in training.RECIPES["fast"].items() if k != "epochs"}
+
+
 @pytest.mark.slow
-def test_resume_continues_at_the_same_step_lr_and_weights(digits, tmp_path):
-    d, config = small(digits), fast(epochs=3, schedule="cosine")
+@pytest.mark.parametrize("settings", [{"schedule": "cosine"}, FAST_SETTINGS],
+                         ids=["paper-cosine", "fast-recipe"])
+def test_resume_continues_at_the_same_step_lr_and_weights(digits, tmp_path, settings):
+    d, config = small(digits), fast(epochs=3, **settings)
     straight_lrs = LearningRates()
     straight = training.fit(resnet8(), d, config, out_dir=str(tmp_path / "a"), progress=False,
                             callbacks=[straight_lrs])
