@@ -4,8 +4,27 @@ import numpy as np
 from mxnet.gluon.data import DataLoader
 from tqdm import tqdm
 
+from gluonres.analysis.footprint import MAX_INFERENCE_BATCH, check_batch_size, inference_batch
 
-def predict_dataset(net, dataset, preprocess, batch_size=256, ctx=None, progress=True):
+
+def eval_batch_size(net, dataset):
+    """The evaluation batch of ``net`` on ``dataset`` when none is given.
+
+    :func:`~gluonres.analysis.footprint.inference_batch` at the dataset's image size
+    (at most 256, smaller where a batch of 256 would not fit the free memory);
+    :data:`~gluonres.analysis.footprint.MAX_INFERENCE_BATCH` for a block without a graph
+    to read (not hybridizable) or an empty dataset.
+    """
+    if not isinstance(net, mx.gluon.HybridBlock) or len(dataset) == 0:
+        return MAX_INFERENCE_BATCH
+    if hasattr(dataset, "images"):  # decoded arrays (gluonres.data.ImageArrays)
+        h, w, c = dataset.images.shape[1:]
+    else:
+        h, w, c = dataset[0][0].shape
+    return inference_batch(net, (h, w), c)
+
+
+def predict_dataset(net, dataset, preprocess, batch_size=None, ctx=None, progress=True):
     """Logits and labels for every sample of an ``(image, label)`` dataset, in order.
 
     Parameters
@@ -17,7 +36,9 @@ def predict_dataset(net, dataset, preprocess, batch_size=256, ctx=None, progress
     preprocess : callable
         Maps a uint8 ``(N, H, W, 3)`` batch to network input, e.g.
         :class:`~gluonres.preprocess.Preprocess`.
-    batch_size : int, default 256
+    batch_size : int, optional
+        Default :func:`eval_batch_size`: 256 where that fits the free memory, less for
+        large models and inputs.
     ctx : mxnet.Context, optional
     progress : bool, default True
         Show a progress bar on standard error.
@@ -28,6 +49,8 @@ def predict_dataset(net, dataset, preprocess, batch_size=256, ctx=None, progress
     labels : numpy.ndarray, shape (N,)
     """
     ctx = ctx or mx.cpu()
+    check_batch_size(batch_size)
+    batch_size = eval_batch_size(net, dataset) if batch_size is None else batch_size
     logits, labels = [], []
     if hasattr(dataset, "batches"):  # decoded arrays (gluonres.data.ImageArrays): slice them
         loader = dataset.batches(batch_size)
@@ -48,16 +71,22 @@ def confusion_matrix(labels, predictions, classes):
     return counts
 
 
-def evaluate(net, dataset, preprocess, class_names=None, batch_size=256, ctx=None,
+def evaluate(net, dataset, preprocess, class_names=None, batch_size=None, ctx=None,
              progress=True):
     """Accuracy, error, per-class accuracy and confusion matrix on a labelled dataset.
+
+    ``batch_size`` defaults to :func:`eval_batch_size`; the rest as for
+    :func:`predict_dataset`.
 
     Returns
     -------
     dict
-        ``accuracy`` (0-1), ``error_pct``, ``per_class`` ({class: accuracy}),
-        ``confusion`` (nested list), ``predictions`` (numpy array, not JSON).
+        ``accuracy`` (0-1), ``error_pct``, ``samples``, ``batch_size`` (the one used),
+        ``per_class`` ({class: accuracy}), ``confusion`` (nested list), ``predictions``
+        (numpy array, not JSON).
     """
+    check_batch_size(batch_size)
+    batch_size = eval_batch_size(net, dataset) if batch_size is None else batch_size
     logits, labels = predict_dataset(net, dataset, preprocess, batch_size, ctx, progress)
     pred = logits.argmax(axis=1)
     n_classes = logits.shape[1]
@@ -66,7 +95,7 @@ def evaluate(net, dataset, preprocess, class_names=None, batch_size=256, ctx=Non
     per_class = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
     accuracy = float((pred == labels).mean())
     return {"accuracy": accuracy, "error_pct": 100 * (1 - accuracy), "samples": len(labels),
-            "per_class": {n: float(a) for n, a in zip(names, per_class)},
+            "batch_size": batch_size, "per_class": {n: float(a) for n, a in zip(names, per_class)},
             "confusion": counts.tolist(), "predictions": pred}
 
 

@@ -12,7 +12,9 @@ def add_parsers(sub):
     p.add_argument("--data", required=True,
                    help="as for train; its test split (or every image of a single-split folder)")
     add_normalisation_options(p)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int,
+                   help="images per forward pass (default: 256, or fewer where the model's "
+                   "activations at that size would not fit a quarter of the free memory)")
     p.add_argument("--out", help="folder for confusion.png")
 
 
@@ -24,7 +26,9 @@ def cmd_evaluate(args):
                               **model_kwargs(args))
     lines = [f"{args.model} on {args.data} ({record['split']}): accuracy "
              f"{100 * record['accuracy']:.2f}% (error {record['error_pct']:.2f}%, "
-             f"{record['samples']} images)"]
+             f"{record['samples']} images"
+             + (f", batches of {record['batch_size']}" if record["batch_size"] < 256 else "")
+             + ")"]
     lines += [f"  {c:<12} {100 * a:6.2f}%" for c, a in record["per_class"].items()]
     if args.out:
         lines.append(f"  confusion matrix: {record['confusion_png']}")

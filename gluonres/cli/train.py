@@ -32,6 +32,10 @@ def add_parsers(sub):
                         help="train whole epochs, compressing the schedule proportionally")
     length.add_argument("--iterations", type=int, help="total updates (default: 64000)")
     p.add_argument("--batch-size", type=int, help="default 128")
+    p.add_argument("--eval-batch-size", type=int, metavar="N",
+                   help="images per forward pass of the per-epoch evaluation (default: 256, or "
+                   "fewer where the model's activations would not fit a quarter of the free "
+                   "memory); does not change the training")
     p.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
     p.add_argument("--momentum", type=float, help="default 0.9")
     p.add_argument("--wd", type=float, help="weight decay (default 1e-4)")
@@ -114,6 +118,7 @@ def cmd_train(args):
             model_kwargs=model_kwargs(args),
             info={"command": shlex.join(["gluonres", *args.argv])},
             progress=not args.no_progress, callbacks=[ExportCallback()],
+            eval_batch_size=args.eval_batch_size,
             **{k: getattr(args, k) for k in _SETTINGS})
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: not bad input, not a bug
         signum = getattr(err, "signum", signal.SIGINT)
@@ -153,7 +158,7 @@ def _kept(args, out_dir):
 
 
 def cmd_launch(args):
-    from gluonres.train import config, distributed
+    from gluonres.train import distributed
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:

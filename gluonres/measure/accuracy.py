@@ -1,6 +1,5 @@
 """Accuracy, per-class accuracy and confusion matrix of a weights file on a dataset
 (``gluonres evaluate``)."""
-import numbers
 import os
 
 import mxnet as mx
@@ -8,12 +7,13 @@ import mxnet as mx
 from gluonres import io
 from gluonres._files import check_writable
 from gluonres.analysis import evaluation
+from gluonres.analysis.footprint import check_batch_size
 from gluonres.data import load
 from gluonres.errors import DataError, GluonresError
 from gluonres.models import get_model, model_info
 
 
-def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_size=256,
+def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_size=None,
                      progress=True, **model_kwargs):
     """Evaluate a registered model with ``weights`` on the test split of ``data``.
 
@@ -32,7 +32,9 @@ def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_
     mean, std : sequence of 3 float, optional
         Override the normalisation the weights record
         (:func:`gluonres.io.weights_preprocess`).
-    batch_size : int, default 256
+    batch_size : int, optional
+        Default: derived from the model and the input size
+        (:func:`gluonres.analysis.evaluation.eval_batch_size`), 256 where that fits.
     progress : bool, default True
         Progress bars on standard error.
     **model_kwargs
@@ -42,8 +44,8 @@ def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_
     -------
     dict
         ``model``, ``weights``, ``data``, ``split`` (``'test'`` or ``'all images'``),
-        then :func:`gluonres.analysis.evaluation.evaluate`'s figures without the
-        predictions, and ``confusion_png`` with ``out``.
+        then :func:`gluonres.analysis.evaluation.evaluate`'s figures (``batch_size`` the
+        one used) without the predictions, and ``confusion_png`` with ``out``.
 
     Raises
     ------
@@ -52,10 +54,7 @@ def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_
         before any work), weights that do not fit the model or record no normalisation,
         or data whose classes differ from those the weights were trained on.
     """
-    if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-            or batch_size < 1):
-        raise GluonresError(f"batch size {batch_size!r} is not a whole number of images of "
-                            "at least 1; pass e.g. --batch-size 256")
+    check_batch_size(batch_size, "--batch-size", example=256)
     if out:
         if os.path.exists(out) and not os.path.isdir(out):
             raise GluonresError(f"cannot write to --out {out!r} (it is a file); pass a folder "

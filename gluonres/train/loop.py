@@ -29,6 +29,8 @@ from tqdm import tqdm
 from gluonres import io
 from gluonres._files import check_writable, deferred_signals
 from gluonres.analysis import evaluation
+from gluonres.analysis.footprint import (MAX_INFERENCE_BATCH, check_batch_size,
+                                         training_memory_warning)
 from gluonres.data.augment import epoch_batches
 from gluonres.data.preprocess import Preprocess
 from gluonres.errors import GluonresError, TrainingDivergedError
@@ -86,7 +88,7 @@ class TrainState:
 
 # ---------------------------------------------------------------------------- fit
 def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callbacks=(),
-        info=None, ctx=None):
+        info=None, ctx=None, eval_batch_size=None):
     """Train ``net`` on ``data`` with ``config``; return the history.
 
     Parameters
@@ -114,6 +116,11 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         keeps the first run's ``info`` and ``machine`` and lists its own (with the epoch
         it resumed at) under ``resumed``.
     ctx : mxnet.Context, optional
+    eval_batch_size : int, optional
+        Images per forward pass of the per-epoch evaluation (it does not change the
+        training). Default: derived at the first evaluation, once the training step has
+        its memory (:func:`gluonres.analysis.evaluation.eval_batch_size`: 256 where that
+        fits, fewer for large models and inputs; said on the progress lines when fewer).
 
     Returns
     -------
@@ -134,10 +141,13 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         fails (a full disk: the files written before stay as they were).
     """
     with contextlib.ExitStack() as locks:  # the run folder's lock, held to the end
-        return _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks)
+        return _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks,
+                    eval_batch_size)
 
 
-def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks):
+def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks,
+         eval_batch_size):
+    check_batch_size(eval_batch_size, "--eval-batch-size", "eval batch size")
     ctx = ctx or mx.cpu()
     built = model_info(net)
     model = built.name
@@ -231,6 +241,10 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
     on = f" on {workers.count} workers ({config.kvstore})" if workers.count > 1 else ""
     say(f"{model} on {data.name}{on}: {len(train)} training images, {per_epoch} iterations "
         f"per epoch, {n_epochs} epochs ({total} iterations); {config.describe()}")
+    # Linux kills a process out of memory without an error to catch: say it first
+    too_big = training_memory_warning(net, shard.stop - shard.start, train.images.shape[1:3])
+    if too_big:
+        print(f"gluonres: warning: {too_big}", file=sys.stderr, flush=True)
     for cb in callbacks:
         cb.on_train_begin(state)
 
@@ -291,8 +305,13 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
                   "train_loss": loss_sum / steps, "train_error_pct": 100 * error_sum / steps}
         for split in ("val", "test"):
             if getattr(data, split) is not None:
+                if eval_batch_size is None:  # now that the training step holds its memory
+                    eval_batch_size = evaluation.eval_batch_size(net, getattr(data, split))
+                    if eval_batch_size < MAX_INFERENCE_BATCH:
+                        say(f"evaluating in batches of {eval_batch_size} (what fits the free "
+                            "memory; --eval-batch-size sets it)")
                 record[f"{split}_error_pct"] = error_pct(net, getattr(data, split),
-                                                         preprocess, ctx)
+                                                         preprocess, ctx, eval_batch_size)
         record.update(train_s=train_s, img_s=steps * config.batch_size / train_s,
                       seconds=time.time() - epoch_start)
         if schedule.warmup_end is not None:
@@ -389,8 +408,9 @@ def _epoch_seed(seed, epoch):
     return int(np.random.default_rng([seed, epoch, 1]).integers(2 ** 31))
 
 
-def error_pct(net, split, preprocess, ctx=None, batch_size=256):
-    """Top-1 error (%) of ``net`` on an :class:`~gluonres.data.ImageArrays` split."""
+def error_pct(net, split, preprocess, ctx=None, batch_size=None):
+    """Top-1 error (%) of ``net`` on an :class:`~gluonres.data.ImageArrays` split, in
+    batches of ``batch_size`` (default :func:`~gluonres.analysis.evaluation.eval_batch_size`)."""
     logits, labels = evaluation.predict_dataset(net, split, preprocess, batch_size, ctx,
                                                 progress=False)
     return 100.0 * float((logits.argmax(axis=1) != labels).mean())

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from gluonres import data as datasets
 from gluonres._files import check_writable
+from gluonres.analysis.footprint import check_batch_size
 from gluonres.errors import GluonresError
 from gluonres.models import get_model, model_spec
 from gluonres.train import distributed
@@ -72,7 +73,8 @@ def resume_settings(out_dir, model=None):
 
 
 def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None, recipe=None,
-                model_kwargs=None, info=None, progress=True, callbacks=(), **settings):
+                model_kwargs=None, info=None, progress=True, callbacks=(), eval_batch_size=None,
+                **settings):
     """Train a registered model with a named recipe on a dataset, in a run folder.
 
     Every check that needs no data (settings, run folder, parameter-server environment)
@@ -106,6 +108,9 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
         Progress bars and per-epoch lines on standard error.
     callbacks : sequence of Callback
         E.g. :class:`gluonres.deploy.ExportCallback`.
+    eval_batch_size : int, optional
+        Batch of the per-epoch evaluation, passed to :func:`~gluonres.train.fit` (not a
+        setting of the run: it does not change the training); default derived there.
     **settings
         :class:`TrainConfig` fields overriding the model's recipe (or the checkpoint's);
         ``None`` values are ignored. ``iterations`` without ``epochs`` trains that many
@@ -126,6 +131,7 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
         raise GluonresError("--resume needs --out, the folder of the run to continue")
     if resume and recipe:
         raise GluonresError("a resumed run keeps the recipe it started with; drop --recipe")
+    check_batch_size(eval_batch_size, "--eval-batch-size", "eval batch size")
     if not resume:
         if not data:
             raise GluonresError("--data is required: 'digits', 'cifar10' or a path")
@@ -136,11 +142,11 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
         if "DMLC_ROLE" not in os.environ:
             locks.enter_context(run_lock(out_dir))
         return _train_model(model, data, out_dir, resume, val_split, recipe, model_kwargs,
-                            info, progress, callbacks, settings)
+                            info, progress, callbacks, settings, eval_batch_size)
 
 
 def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwargs, info,
-                 progress, callbacks, settings):
+                 progress, callbacks, settings, eval_batch_size):
     if resume:
         saved = resume_settings(out_dir, model)
         config, data = saved["config"], data or saved["data"]
@@ -169,5 +175,6 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
     model_kwargs.setdefault("classes", len(dataset.classes))
     history = fit(get_model(model, **model_kwargs), dataset, config, out_dir=out_dir,
                   resume=resume, progress=progress, callbacks=callbacks,
-                  info={**(info or {}), "data": data, "val_split": val_split})
+                  info={**(info or {}), "data": data, "val_split": val_split},
+                  eval_batch_size=eval_batch_size)
     return TrainRun(out_dir, data, history)
