@@ -12,7 +12,6 @@ import time
 
 import mxnet as mx
 import numpy as np
-from mxnet import gluon
 from tqdm import tqdm
 
 from gluonres.data.loading import load
@@ -21,7 +20,7 @@ from gluonres.machine import machine
 from gluonres.models import get_model, model_info
 from gluonres.models.init import he_initialize
 from gluonres.train.config import recipe
-from gluonres.train.step import input_stream, prepare, train_step
+from gluonres.train.step import input_stream, loss_for, prepare, train_step
 
 
 # ---------------------------------------------------------------------------- timing
@@ -72,6 +71,12 @@ def forward(name, block, x):
 def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False, gap=0.0):
     """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
 
+    Every other round runs the timers in reverse order (A B C, C B A, A B C ...): a
+    timer's place in a fixed order moved its speed by up to 15% on a 2-core AMD EPYC
+    (two copies each of two training steps that differ only in their optimizer, fixed
+    order: 441, 389, 447, 386 img/s), which would bias every ratio; with an even
+    ``repeats`` each timer holds each place equally often.
+
     Parameters
     ----------
     timers : list of Timer
@@ -103,7 +108,7 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
             errors[t.name] = f"{type(err).__name__}: {err}"
             timers.remove(t)
     for r in range(repeats):
-        for t in timers:
+        for t in (timers if r % 2 == 0 else timers[::-1]):
             if gap:
                 time.sleep(gap)
             t.time(iters)
@@ -160,19 +165,11 @@ def train_throughput(net, data, config=None, iterations=5, rounds=12, ctx=None,
     """
     ctx = ctx or mx.cpu()
     config = config or recipe(model_info(net).name)
-    he_initialize(net, config.seed, ctx)
-    preprocess = Preprocess.fit(data.train.images, config.normalize)
-    net(mx.nd.zeros((1, 3) + data.train.images.shape[1:3], ctx=ctx))
-    step, trainer = prepare(net, config, ctx)
-    trainer.set_learning_rate(config.lr)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-
-    stream = input_stream(data.train, config, preprocess, ctx)
+    step, stream = _training_step(net, data, config, ctx)
     fixed = next(stream)
 
     def timer(name, batch):
-        return local(name, lambda: train_step(step, trainer, loss_fn, *batch()).asnumpy(),
-                     config.batch_size)
+        return local(name, lambda: step(*batch()), config.batch_size)
     real, synthetic = timer("real", lambda: next(stream)), timer("synthetic", lambda: fixed)
     with tqdm(total=rounds, desc="throughput", unit="round", disable=not progress,
               leave=False) as bar:
@@ -184,6 +181,68 @@ def train_throughput(net, data, config=None, iterations=5, rounds=12, ctx=None,
             "real_img_s": real_img_s, "synthetic_img_s": synthetic_img_s,
             "ratio": real_img_s / synthetic_img_s,
             "real_img_s_blocks": real.samples, "synthetic_img_s_blocks": synthetic.samples,
+            "machine": machine()}
+
+
+def _training_step(net, data, config, ctx):
+    """``(step, stream)``: one training update of a freshly initialised ``net`` with
+    ``config`` (optimizer and loss included) on a batch, its metrics read back, and
+    ``data``'s training batches as ``gluonres train`` makes them."""
+    he_initialize(net, config.seed, ctx)
+    preprocess = Preprocess.fit(data.train.images, config.normalize)
+    net(mx.nd.zeros((1, 3) + data.train.images.shape[1:3], ctx=ctx))
+    block, trainer = prepare(net, config, ctx)
+    trainer.set_learning_rate(config.lr)
+    loss_fn = loss_for(config)
+
+    def step(x, y):
+        return train_step(block, trainer, loss_fn, x, y).asnumpy()
+    return step, input_stream(data.train, config, preprocess, ctx)
+
+
+def recipe_throughput(model, data, recipes=("paper", "fast"), iterations=5, rounds=8,
+                      progress=True):
+    """Training images/s of a model under named recipes, side by side on real batches.
+
+    Each recipe gets its own network, optimizer and loss (:func:`~gluonres.train.recipe`:
+    e.g. Nesterov momentum and the label-smoothed loss for ``fast``) and the training
+    pipeline's batches; blocks of ``iterations`` steps of each alternate for ``rounds``
+    rounds after three untimed steps of each (:func:`interleaved`). Multiplied by a run's
+    epochs, this gives the per-epoch cost of each recipe on one machine at one time.
+
+    Parameters
+    ----------
+    model, data, progress
+        As for :func:`data_bench`.
+    recipes : sequence of str
+        Names in :data:`gluonres.train.RECIPES`.
+    iterations, rounds : int
+        Steps per timed block, timed blocks of each recipe.
+
+    Returns
+    -------
+    dict
+        ``recipes``: per name ``img_s`` (all timed images over all timed seconds),
+        ``img_s_blocks`` and ``settings`` (:meth:`TrainConfig.describe`); ``model``,
+        ``data``, ``batch_size``, ``iterations``, ``rounds``, ``machine``.
+    """
+    ctx = mx.cpu()
+    dataset = load(data, size=model_info(get_model(model)).input_size, progress=progress)
+    timers, configs = [], {}
+    for name in recipes:
+        config = configs[name] = recipe(model, name, flip=dataset.hflip)
+        step, stream = _training_step(get_model(model, classes=len(dataset.classes)), dataset,
+                                      config, ctx)
+        timers.append(local(name, lambda step=step, stream=stream: step(*next(stream)),
+                            config.batch_size))
+    with tqdm(total=rounds, desc="recipes", unit="round", disable=not progress,
+              leave=False) as bar:
+        interleaved(timers, rounds, 3, iterations, lambda r, n: bar.update())
+    return {"model": model, "data": dataset.name, "iterations": iterations, "rounds": rounds,
+            "batch_size": {n: c.batch_size for n, c in configs.items()},
+            "recipes": {t.name: {"img_s": t.images * iterations * rounds / sum(t.seconds),
+                                 "img_s_blocks": t.samples,
+                                 "settings": configs[t.name].describe()} for t in timers},
             "machine": machine()}
 
 

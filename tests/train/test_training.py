@@ -349,6 +349,16 @@ def test_throughput_measures_both_inputs_side_by_side(digits):
     assert result["machine"]["cores"] >= 1
 
 
+def test_recipes_are_timed_side_by_side_with_their_own_optimizer():
+    from gluonres.measure.timing import recipe_throughput
+    result = recipe_throughput("resnet20_cifar", "digits", iterations=1, rounds=2,
+                               progress=False)
+    paper, fast_recipe = result["recipes"]["paper"], result["recipes"]["fast"]
+    assert len(paper["img_s_blocks"]) == len(fast_recipe["img_s_blocks"]) == 2
+    assert paper["img_s"] > 0 and fast_recipe["img_s"] > 0
+    assert "nag" in fast_recipe["settings"] and "nag" not in paper["settings"]
+
+
 def test_outputs_must_match_the_classes(digits):
     net = cifar_resnet(8, classes=5)
     net.model_name = "resnet8_cifar"
