@@ -274,9 +274,9 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
 
 
 def peer_check(peers, timers, repeats, warmup, iters):
-    """Were the peers timed fairly? Each peer in ``timers`` (already timed inside the
-    bench) is timed again alone in a fresh process, and the CPU of the idle sides is
-    read (:meth:`Peers.idle_cpu`).
+    """Were the peers timed fairly? The peers of ``timers`` (already timed inside the
+    bench) are timed again alone, together in a fresh process (:meth:`Peers.alone`),
+    and the CPU of the idle sides is read (:meth:`Peers.idle_cpu`).
 
     Returns
     -------
@@ -287,8 +287,9 @@ def peer_check(peers, timers, repeats, warmup, iters):
     """
     rows, reasons = {}, []
     idle = peers.idle_cpu()
+    alone_rates = peers.alone(repeats, warmup, iters, gap=GAP_S)
     for t in timers:
-        alone = peers.alone(t.name, t.images, repeats, warmup, iters, gap=GAP_S)
+        alone = alone_rates.get(t.name)
         inside = t.median_rate()
         ratio = inside / alone if alone and inside else None
         ok = ratio is not None and abs(ratio - 1) <= PEER_TOLERANCE

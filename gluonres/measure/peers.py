@@ -56,7 +56,7 @@ class Peers:
     nothing is measured, not assumed: each sample reports the peer's CPU time, so the
     CPU it used between its samples (while gluonres variants ran) is known, and the CPU
     this process used during each peer sample is taken around the request
-    (:meth:`idle_cpu`). :meth:`alone` times a peer again in a fresh process of its own.
+    (:meth:`idle_cpu`). :meth:`alone` times the peers again in a fresh process of their own.
 
     Parameters
     ----------
@@ -106,7 +106,7 @@ class Peers:
             return None
         if reply.get("note"):
             self.notes[name] = reply["note"]
-        self.setups[name] = setup
+        self.setups[name] = (images, setup)
         self._last_end = None  # the set-up's own CPU is not idle time
         return Timer(name, lambda iters: self._time(name, iters), images)
 
@@ -143,19 +143,32 @@ class Peers:
         return {"peer_while_gluonres_timed": share(self._peer_idle),
                 "gluonres_while_peer_timed": share(self._host_idle)}
 
-    def alone(self, name, images, repeats, warmup, iters, gap=0.0):
-        """Images/s of peer ``name`` timed again in a fresh peer process, this process
-        idle (blocked on the reply) throughout; ``None`` if it cannot be set up.
+    def alone(self, repeats, warmup, iters, gap=0.0):
+        """Images/s of every peer set up here, timed again in one fresh peer process
+        with this process idle (blocked on the replies) throughout.
 
-        The same set-up, warm-up and samples as inside the bench; the median is returned.
+        The same set-ups in the same order, warm-up and interleaved samples as inside the
+        bench, so the peer process is in the same state and only the gluonres variants
+        between its samples are missing: PyTorch's eager forward, for one, ran twice as
+        fast once a training step had run in its process (934 vs 1,866 img/s, ResNet-20,
+        AMD EPYC), so a fresh process timing the forward alone is not the same peer.
+
+        Returns
+        -------
+        dict of str to float or None
+            Median img/s by peer name; ``None`` for one that cannot be set up.
         """
         fresh = Peers(self.python)
         try:
-            timer = fresh.timer(name, images, **self.setups[name])
-            if timer is None:
-                return None
-            interleaved([timer], repeats, warmup, iters, gap=gap)
-            return timer.median_rate()
+            rates, timers = {}, []
+            for name, (images, setup) in self.setups.items():
+                timer = fresh.timer(name, images, **setup)
+                rates[name] = None
+                if timer is not None:
+                    timers.append(timer)
+            interleaved(timers, repeats, warmup, iters, gap=gap)
+            rates.update({t.name: t.median_rate() for t in timers})
+            return rates
         finally:
             fresh.close()
 

@@ -17,8 +17,8 @@ class FakePeers:
         self._idle = idle or {"peer_while_gluonres_timed": 0.0,
                               "gluonres_while_peer_timed": 0.0}
 
-    def alone(self, name, images, repeats, warmup, iters, gap=0.0):
-        return self._alone[name]
+    def alone(self, repeats, warmup, iters, gap=0.0):
+        return dict(self._alone)
 
     def idle_cpu(self):
         return self._idle
@@ -124,13 +124,14 @@ def test_the_idle_peers_cpu_is_measured(fake_peer, monkeypatch, burn):
         assert idle["peer_while_gluonres_timed"] < 0.05
 
 
-def test_a_peer_is_timed_alone_in_a_fresh_process(fake_peer):
+def test_the_peers_are_timed_alone_together_in_a_fresh_process(fake_peer):
     p = peers.Peers(sys.executable)
     try:
         p.timer("sleepy", 10, batch=1)
+        p.timer("dozy", 20, batch=2)
         first = p.proc.pid
-        rate = p.alone("sleepy", 10, 2, 0, 1)
+        rates = p.alone(2, 0, 1)
         assert p.proc.pid == first and p.proc.poll() is None  # the bench's peer stays
     finally:
         p.close()
-    assert rate == pytest.approx(10 / 0.05)
+    assert rates == {"sleepy": pytest.approx(10 / 0.05), "dozy": pytest.approx(20 / 0.05)}
