@@ -7,6 +7,7 @@ from gluonres import _env
 _env.check_numpy()
 _env.default_threads()
 _env.worker_engine()
+_env.quiet_mxnet()
 
 from gluonres._lazy import lazy_exports  # noqa: E402
 from gluonres.errors import GluonresError  # noqa: E402
@@ -23,3 +24,8 @@ _LAZY = {"ConvFactory": "blocks", "ResidualFactory": "blocks", "get_model": "mod
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
+
+
+def __dir__():
+    """The public API (``__all__``), lazy names included, for ``dir()`` and completion."""
+    return sorted(__all__)

@@ -42,3 +42,13 @@ def worker_engine():
     """
     if os.environ.get("DMLC_ROLE") == "worker":
         os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+
+
+def quiet_mxnet():
+    """Keep mxnet's own progress lines off the user's terminal, unless the user chose.
+
+    Every oneDNN-fused graph (inference, export, bench, INT8) made mxnet 1.9.1 print
+    ``[hh:mm:ss] ../src/...: Subgraph backend MKLDNN is activated.`` on standard error,
+    between gluonres's own lines; ``MXNET_SUBGRAPH_VERBOSE=1`` brings it back.
+    """
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")

@@ -18,9 +18,26 @@ from gluonres.cli import bench, data, deploy, evaluate, experiments, models, tra
 _GROUPS = (models, experiments, train, evaluate, data, deploy, bench)
 
 
+def _version():
+    """``gluonres X (mxnet Y, numpy Z)``, read from the installed metadata: importing
+    mxnet to ask it would cost a second for every ``--help``."""
+    from importlib import metadata
+
+    import gluonres
+
+    versions = []
+    for package in ("mxnet", "numpy"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} not installed")
+    return f"gluonres {gluonres.__version__} ({', '.join(versions)})"
+
+
 def build_parser():
     """The ``gluonres`` parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="gluonres", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in _GROUPS:
         group.add_parsers(sub)

@@ -2,6 +2,7 @@
 the options of several commands."""
 import argparse
 import json
+import math
 import shlex
 import sys
 
@@ -49,11 +50,16 @@ def model_kwargs(args):
 
 
 def count_or_fraction(text):
-    """An argparse type: a count of images (5000) or a fraction of them (0.1)."""
-    value = float(text)
-    if value <= 0 or (value >= 1 and value != int(value)):
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (5000) nor a fraction "
-                                         "in (0, 1) (0.1)")
+    """An argparse type: a count of images (5000), a fraction of them (0.1) or a
+    percentage (20%)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = float("nan")
+    if (not (math.isfinite(value) and value > 0)
+            or (value >= 1 and (text.endswith("%") or value != int(value)))):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (5000), a fraction "
+                                         "in (0, 1) (0.1) nor a percentage (20%)")
     return value if value < 1 else int(value)
 
 

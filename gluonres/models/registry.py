@@ -152,7 +152,11 @@ def model_spec(name):
     try:
         return _MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.6)
+        # a registered name that extends the one given (resnet56 -> resnet56_cifar) is the
+        # likeliest meaning; then names that are spelled alike
+        close = sorted(n for n in _MODELS if n.startswith(name + "_"))[:3]
+        close += [n for n in difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.6)
+                  if n not in close][:3 - len(close)]
         hint = f"did you mean {', '.join(close)}?" if close else "see `gluonres list`"
         raise UnknownModelError(f"unknown model {name!r}: {hint}") from None
 

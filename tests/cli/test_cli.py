@@ -1,11 +1,17 @@
 """The command-line contract: --json last line, one-line errors with exit code 2."""
+import argparse
 import json
+import os
+import subprocess
+import sys
 
 import mxnet as mx
+import numpy as np
 import pytest
 
 import gluonres
 from gluonres import io
+from gluonres.cli._common import count_or_fraction
 
 from helpers import assert_clean_error, last_json, run
 
@@ -108,3 +114,50 @@ def test_bench_smoke_json(tmp_path):
 def test_bench_rejects_bad_batch():
     assert_clean_error(run("bench", "resnet20_cifar", "--batch", "0", check=False),
                         "batch")
+
+
+def test_version_names_the_pinned_stack():
+    proc = run("--version")
+    assert proc.stdout.strip() == (f"gluonres {gluonres.__version__} (mxnet {mx.__version__}, "
+                                   f"numpy {np.__version__})")
+
+
+def test_a_prefix_of_a_registered_name_suggests_it_first():
+    proc = run("summary", "resnet56", check=False)
+    assert_clean_error(proc, "unknown model 'resnet56'", "did you mean resnet56_cifar,")
+
+
+def test_dir_lists_the_public_api():
+    names = dir(gluonres)
+    assert set(gluonres.__all__) <= set(names)
+    assert {"get_model", "list_models", "ResidualFactory"} <= set(names)
+
+
+@pytest.mark.parametrize("text,value", [("20%", 0.2), ("0.2", 0.2), ("5000", 5000),
+                                        ("12.5%", 0.125)])
+def test_a_validation_split_is_a_count_a_fraction_or_a_percentage(text, value):
+    assert count_or_fraction(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "150%", "100%", "2.5", "inf", "nan", "x%", ""])
+def test_a_validation_split_that_is_none_of_them_is_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="percentage"):
+        count_or_fraction(text)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("verbose", [None, "1"])
+def test_mxnets_own_progress_lines_stay_off_the_terminal(verbose):
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # a graph bound with oneDNN's subgraph backend, as INT8 calibration and the bench do
+    code = ("import gluonres, mxnet as mx; x = mx.sym.var('data'); "
+            "mx.sym.Convolution(x, num_filter=4, kernel=(3, 3)).simple_bind("
+            "mx.cpu(), data=(1, 3, 8, 8))")
+    env = {k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"}
+    env["MXNET_SUBGRAPH_BACKEND"] = "MKLDNN"
+    if verbose:  # the user's own setting wins, and shows the check can fail
+        env["MXNET_SUBGRAPH_VERBOSE"] = verbose
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": tests}, cwd=tests)
+    assert proc.returncode == 0, proc.stderr
+    assert ("Subgraph backend MKLDNN is activated" in proc.stderr) == bool(verbose)
