@@ -15,7 +15,7 @@ from gluonres._files import atomic_path
 from gluonres._untrusted import limit
 from gluonres.data.preprocess import REFERENCE, Preprocess
 from gluonres.errors import CorruptFileError, GluonresError, WeightsMismatchError
-from gluonres.models import model_info
+from gluonres.models import get_model, model_info
 
 
 #: Key under which a gluonres weights file keeps its JSON metadata (as uint8 bytes).
@@ -248,6 +248,27 @@ def load_weights(net, path, ctx=None):
     arrays, meta = read_weights(path, expected)
     set_weights(net, arrays, meta, repr(path), ctx)
     return meta
+
+
+def model_for_weights(model, path, **model_kwargs):
+    """The registered ``model`` built for the weights file at ``path``, with them loaded.
+
+    The number of classes comes from the weights' metadata unless ``classes`` is given
+    (a run on a 4-class folder saves a 4-class head), so ``evaluate`` and ``export``
+    need no ``--classes`` for a gluonres weights file.
+
+    Returns
+    -------
+    net : mxnet.gluon.HybridBlock
+    meta : dict
+        As for :func:`load_weights`.
+    """
+    arrays, meta = read_weights(path)
+    if "classes" in meta:
+        model_kwargs.setdefault("classes", len(meta["classes"]))
+    net = get_model(model, **model_kwargs)
+    set_weights(net, arrays, meta, repr(path))
+    return net, meta
 
 
 def set_weights(net, arrays, meta=None, source="weights", ctx=None):

@@ -487,10 +487,10 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, **model_kw
     settings : dict
         ``preprocess``, ``classes`` and ``source`` for :func:`export`.
     """
+    if weights:  # the classes from the weights' metadata, as evaluate does
+        net, meta = io.model_for_weights(model, weights, **model_kwargs)
+        return net, weights_export_settings(net, weights, meta, mean, std)
     net = get_model(model, **model_kwargs)
-    if weights:
-        return net, weights_export_settings(net, weights, io.load_weights(net, weights),
-                                            mean, std)
     _log(f"no --weights given: exporting {model} with fresh He-initialised weights "
          f"(seed {seed}); the manifest records no preprocessing")
     he_initialize(net, seed)

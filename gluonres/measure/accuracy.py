@@ -10,7 +10,7 @@ from gluonres.analysis import evaluation
 from gluonres.analysis.footprint import check_batch_size
 from gluonres.data import load
 from gluonres.errors import DataError, GluonresError
-from gluonres.models import get_model, model_info
+from gluonres.models import model_info
 
 
 def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_size=None,
@@ -60,11 +60,7 @@ def evaluate_weights(model, weights, data, out=None, mean=None, std=None, batch_
             raise GluonresError(f"cannot write to --out {out!r} (it is a file); pass a folder "
                                 "for confusion.png")
         check_writable(out)
-    arrays, meta = io.read_weights(weights)
-    if "classes" in meta:
-        model_kwargs.setdefault("classes", len(meta["classes"]))
-    net = get_model(model, **model_kwargs)
-    io.set_weights(net, arrays, meta, repr(weights))
+    net, meta = io.model_for_weights(model, weights, **model_kwargs)
     preprocess = io.weights_preprocess(meta, weights, mean, std)
     dataset = load(data, size=model_info(net).input_size, progress=progress)
     split, which = (dataset.test, "test") if dataset.test is not None else (dataset.train,

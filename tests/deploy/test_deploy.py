@@ -17,6 +17,7 @@ from gluonres import data, deploy, io
 from gluonres.data.preprocess import REFERENCE, Preprocess
 from gluonres.deploy import runtime
 from gluonres.errors import GluonresError
+from gluonres.models.init import he_initialize
 
 from helpers import (BLOCK_MODEL_CODE, REPO, assert_clean_error, last_json, run, shared_path,
                      snapshot)
@@ -161,6 +162,21 @@ def test_export_uses_weights_metadata(tmp_path, cli):
     assert m["classes"] == names and m["input"]["shape"] == [4, 3, 32, 32]
     assert m["preprocess"]["mean"] == list(REFERENCE.mean)
     assert m["source"]["weights_sha256"] == runtime.sha256_of(str(weights))
+
+
+def test_export_builds_the_head_the_weights_were_trained_with(tmp_path, cli):
+    """A run on a 4-class folder saves a 4-class head: export reads it, as evaluate does."""
+    net = gluonres.get_model("resnet20_cifar", classes=4)
+    he_initialize(net, 0)
+    weights = tmp_path / "w.params"
+    io.save_weights(net, str(weights), meta={"model": "resnet20_cifar",
+                                             "classes": ["a", "b", "c", "d"],
+                                             "preprocess": REFERENCE.to_dict()})
+    proc = cli("export", "resnet20_cifar", "--weights", weights, "--out", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr  # was: the 10-class model refused the weights
+    assert runtime.read_manifest(str(tmp_path / "e"))["classes"] == ["a", "b", "c", "d"]
+    assert runtime.load_exported(str(tmp_path / "e")).net(
+        mx.nd.zeros((1, 3, 32, 32))).shape == (1, 4)
 
 
 # --------------------------------------------------------------------------- predict
