@@ -208,6 +208,42 @@ RECIPES = {
 }
 
 
+#: The paper's 64,000 iterations are 164 epochs of CIFAR-10's 50,000 training images; on a
+#: dataset where they would mean more epochs than this, and no length is given, a run
+#: trains :data:`OTHER_DATA_EPOCHS` epochs instead (a 160-image folder: 64,000 epochs).
+PAPER_LENGTH_MAX_EPOCHS = 200
+#: Epochs of a run on such other data when neither ``--epochs`` nor ``--iterations`` is set.
+OTHER_DATA_EPOCHS = 30
+
+
+def default_length(config, train_images):
+    """``config`` with a run length that suits ``train_images`` images, and what to say.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Its ``epochs`` and ``iterations`` as the recipe left them (nothing given by the
+        user).
+    train_images : int
+
+    Returns
+    -------
+    config : TrainConfig
+        Unchanged, or with ``epochs`` = :data:`OTHER_DATA_EPOCHS` when the recipe's
+        iterations would be more than :data:`PAPER_LENGTH_MAX_EPOCHS` epochs.
+    message : str or None
+        Says the change and how to choose, when there is one.
+    """
+    per_epoch = max(1, train_images // config.batch_size)
+    if config.epochs is not None or config.iterations / per_epoch <= PAPER_LENGTH_MAX_EPOCHS:
+        return config, None
+    paper = math.ceil(config.iterations / per_epoch)
+    return (dataclasses.replace(config, epochs=OTHER_DATA_EPOCHS),
+            f"no --epochs or --iterations given: training {OTHER_DATA_EPOCHS} epochs (the "
+            f"recipe's {config.iterations} iterations, made for CIFAR-10's 50,000 images, "
+            f"would be {paper} epochs of these {train_images}); pass --epochs N to choose")
+
+
 def recipe(model_name, name="paper", **overrides):
     """The training settings of a named recipe for a registered model, with ``overrides``.
 

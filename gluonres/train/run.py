@@ -22,7 +22,7 @@ from gluonres.errors import GluonresError
 from gluonres.models import get_model, model_spec
 from gluonres.train import distributed
 from gluonres.train.checkpoints import run_lock
-from gluonres.train.config import TrainConfig, recipe
+from gluonres.train.config import TrainConfig, default_length, recipe
 from gluonres.train.loop import fit
 from gluonres.train.state import CHECKPOINT, check_checkpoint_model, check_new_run, checkpoint_meta
 
@@ -172,9 +172,23 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
         print(f"{dataset.name}: horizontal flips change its labels, so they are off",
               file=sys.stderr, flush=True)
         config = dataclasses.replace(config, flip=False)
+    if not resume:
+        _warn_nothing_held_out(dataset)
+        if not ("epochs" in settings or "iterations" in settings):
+            config, said = default_length(config, len(dataset.train))
+            if said:
+                print(f"{dataset.name}: {said}", file=sys.stderr, flush=True)
     model_kwargs.setdefault("classes", len(dataset.classes))
     history = fit(get_model(model, **model_kwargs), dataset, config, out_dir=out_dir,
                   resume=resume, progress=progress, callbacks=callbacks,
                   info={**(info or {}), "data": data, "val_split": val_split},
                   eval_batch_size=eval_batch_size)
     return TrainRun(out_dir, data, history)
+
+
+def _warn_nothing_held_out(dataset):
+    """Warn when no image is held out: the run then reports no accuracy but training's."""
+    if dataset.val is None and dataset.test is None:
+        print(f"gluonres: warning: {dataset.name} has no test split and --val-split is not "
+              "set, so no image is held out and the run reports only its training error; "
+              "pass e.g. --val-split 20%", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
 """The recipe (schedule, warm-up), fit, checkpoints and resume, divergence, callbacks."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from gluonres.models.init import he_initialize
 from gluonres.train.config import Schedule, TrainConfig
 from gluonres.train.step import SmoothedCrossEntropy, loss_for, train_step
 
-from helpers import Poison, fast, resnet8, small
+from helpers import Poison, fast, resnet8, small, write_folder
 
 
 class LearningRates(training.Callback):
@@ -364,3 +365,29 @@ def test_outputs_must_match_the_classes(digits):
     net.model_name = "resnet8_cifar"
     with pytest.raises(GluonresError, match="5 outputs but 'digits' has 10 classes.*--classes 10"):
         training.fit(net, small(digits), fast(), progress=False)
+
+
+def test_the_paper_length_is_kept_for_cifar_sized_data_and_replaced_for_small_folders():
+    from gluonres.train.config import OTHER_DATA_EPOCHS, default_length
+    paper = training.recipe("resnet20_cifar")
+    assert default_length(paper, 50000) == (paper, None)  # 164 epochs: the paper's
+    small_folder, said = default_length(paper, 160)
+    assert small_folder.epochs == OTHER_DATA_EPOCHS == 30
+    assert "training 30 epochs" in said
+    assert "64000 epochs of these 160" in said and "--epochs N" in said
+    chosen = dataclasses.replace(paper, epochs=500)
+    assert default_length(chosen, 160) == (chosen, None)  # the user's length stays
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("val_split,warned", [(None, True), (0.25, False)])
+def test_a_small_folder_trains_a_sane_length_and_says_when_nothing_is_held_out(
+        tmp_path, capfd, val_split, warned):
+    write_folder(str(tmp_path / "f"), splits=("",), per_class=50)  # 100 images, one split
+    batch = 100 if val_split is None else 75  # one iteration per epoch
+    run = training.train_model("resnet20_cifar", str(tmp_path / "f"), str(tmp_path / "run"),
+                               val_split=val_split, progress=False, batch_size=batch)
+    err = capfd.readouterr().err
+    assert ("no image is held out" in err and "--val-split 20%" in err) == warned
+    assert "training 30 epochs" in err and "64000 epochs of these" in err
+    assert len(run.history["epochs"]) == 30  # not 64,000
