@@ -130,12 +130,14 @@ def cmd_train(args):
     acc = history["test_accuracy"]
     record = {"out": out, "model": args.model, "data": spec,
               "epochs": len(history["epochs"]), "iterations": history["total_iterations"],
-              "test_accuracy": acc, "selected_epoch": history["selected_epoch"],
+              "test_accuracy": acc, "val_accuracy": history["val_accuracy"],
+              "selected_epoch": history["selected_epoch"],
               "train_img_s": history["train_img_s"], "wall_s": history["wall_s"],
               "files": history["files"], "weights_sha256": history["weights_sha256"],
               "workers": history["workers"]}
-    head = (f"{args.model} on {spec}: "
-            + (f"test accuracy {100 * acc:.2f}% " if acc is not None else "")
+    scores = [f"{name} accuracy {100 * value:.2f}%" for name, value in
+              (("test", acc), ("validation", history["val_accuracy"])) if value is not None]
+    head = (f"{args.model} on {spec}: " + "".join(f"{s}, " for s in scores)
             + f"after {record['epochs']} epochs ({history['selection']}: epoch "
             f"{history['selected_epoch']}), {history['wall_s'] / 60:.1f} min, "
             f"{history['train_img_s']:.0f} img/s training")

@@ -37,7 +37,8 @@ def epochs_csv(records):
 
 
 def plot_curves(histories, path=None, ax=None):
-    """Training (dashed) and test (bold) error per epoch, as in the papers' figures.
+    """Training (dashed) and test (bold) error per epoch, as in the papers' figures, and
+    beside it the losses, when the histories have held-out losses and no ``ax`` is given.
 
     Parameters
     ----------
@@ -46,33 +47,44 @@ def plot_curves(histories, path=None, ax=None):
     path : str, optional
         Save a PNG there (atomically).
     ax : matplotlib.axes.Axes, optional
-        Draw into it instead of a new figure.
+        Draw the error panel only, into it, instead of a new figure.
 
     Returns
     -------
     matplotlib.axes.Axes
+        The error panel.
     """
     import matplotlib
     if ax is None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = None
-    if ax is None:
+    fig = loss_ax = None
+    with_loss = any(r.get(f"{s}_loss") is not None for h in histories.values()
+                    for r in h["epochs"] for s in ("val", "test"))
+    if ax is None and with_loss:
+        fig, (ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    elif ax is None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (label, h) in enumerate(histories.items()):
         color = f"C{i}"
         epochs = [r["epoch"] for r in h["epochs"]]
-        ax.plot(epochs, [r["train_error_pct"] for r in h["epochs"]], "--", color=color,
-                lw=1, label=f"{label} train")
-        for split, style in (("test", "-"), ("val", ":")):
-            values = [r.get(f"{split}_error_pct") for r in h["epochs"]]
-            if values and values[0] is not None:
-                ax.plot(epochs, values, style, color=color, lw=2, label=f"{label} {split}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("error (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        for panel, key in ((ax, "error_pct"), (loss_ax, "loss")):
+            if panel is None:
+                continue
+            panel.plot(epochs, [r[f"train_{key}"] for r in h["epochs"]], "--", color=color,
+                       lw=1, label=f"{label} train")
+            for split, style in (("test", "-"), ("val", ":")):
+                values = [r.get(f"{split}_{key}") for r in h["epochs"]]
+                if values and values[0] is not None:
+                    panel.plot(epochs, values, style, color=color, lw=2,
+                               label=f"{label} {split}")
+    for panel, ylabel in ((ax, "error (%)"), (loss_ax, "loss")):
+        if panel is not None:
+            panel.set_xlabel("epoch")
+            panel.set_ylabel(ylabel)
+            panel.grid(alpha=0.3)
+            panel.legend(fontsize=8)
     if fig is not None:
         fig.tight_layout()
         if path:
@@ -85,8 +97,9 @@ def plot_curves(histories, path=None, ax=None):
 def _epoch_line(r, n_epochs):
     parts = [f"epoch {r['epoch']}/{n_epochs}", f"loss {r['train_loss']:.3f}",
              f"train err {r['train_error_pct']:.2f}%"]
-    parts += [f"{s} err {r[f'{s}_error_pct']:.2f}%" for s in ("val", "test")
-              if f"{s}_error_pct" in r]
+    parts += [f"{s} err {r[f'{s}_error_pct']:.2f}%"
+              + (f" (loss {r[f'{s}_loss']:.3f})" if r.get(f"{s}_loss") is not None else "")
+              for s in ("val", "test") if f"{s}_error_pct" in r]
     parts += [f"lr {r['lr']:g}", f"{r['seconds']:.0f}s", f"{r['img_s']:.0f} img/s"]
     return "  ".join(parts)
 

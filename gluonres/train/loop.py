@@ -310,8 +310,8 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
                     if eval_batch_size < MAX_INFERENCE_BATCH:
                         say(f"evaluating in batches of {eval_batch_size} (what fits the free "
                             "memory; --eval-batch-size sets it)")
-                record[f"{split}_error_pct"] = error_pct(net, getattr(data, split),
-                                                         preprocess, ctx, eval_batch_size)
+                record[f"{split}_error_pct"], record[f"{split}_loss"] = split_metrics(
+                    net, getattr(data, split), preprocess, loss_fn, ctx, eval_batch_size)
         record.update(train_s=train_s, img_s=steps * config.batch_size / train_s,
                       seconds=time.time() - epoch_start)
         if schedule.warmup_end is not None:
@@ -347,6 +347,8 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
     chosen = history["epochs"][history["selected_epoch"] - 1]
     history["test_accuracy"] = (1 - chosen["test_error_pct"] / 100
                                 if "test_error_pct" in chosen else None)
+    history["val_accuracy"] = (1 - chosen["val_error_pct"] / 100
+                               if "val_error_pct" in chosen else None)
     history["train_img_s"] = (sum(r["img_s"] * r["train_s"] for r in history["epochs"])
                               / max(history["train_s"], 1e-9))
     history["finished"] = utc_now()
@@ -411,9 +413,23 @@ def _epoch_seed(seed, epoch):
 def error_pct(net, split, preprocess, ctx=None, batch_size=None):
     """Top-1 error (%) of ``net`` on an :class:`~gluonres.data.ImageArrays` split, in
     batches of ``batch_size`` (default :func:`~gluonres.analysis.evaluation.eval_batch_size`)."""
+    return split_metrics(net, split, preprocess, None, ctx, batch_size)[0]
+
+
+def split_metrics(net, split, preprocess, loss_fn=None, ctx=None, batch_size=None):
+    """Top-1 error (%) and mean loss of ``net`` on a split, as :func:`error_pct`.
+
+    ``loss_fn`` is the training loss (:func:`~gluonres.train.step.loss_for`: label
+    smoothing included when the recipe has it), so the held-out loss compares with
+    ``train_loss``; without it the loss is ``None``.
+    """
     logits, labels = evaluation.predict_dataset(net, split, preprocess, batch_size, ctx,
                                                 progress=False)
-    return 100.0 * float((logits.argmax(axis=1) != labels).mean())
+    error = 100.0 * float((logits.argmax(axis=1) != labels).mean())
+    if loss_fn is None:
+        return error, None
+    loss = loss_fn(mx.nd.array(logits), mx.nd.array(labels)).mean().asscalar()
+    return error, float(loss)
 
 
 def _finite(net):

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 
+import cv2
 import mxnet as mx
 import numpy as np
 import pytest
@@ -11,11 +12,13 @@ import pytest
 import gluonres
 from gluonres import io
 from gluonres import train as training
+from gluonres.data.preprocess import Preprocess
 from gluonres.deploy import ExportCallback
 from gluonres.errors import GluonresError, TrainingDivergedError, WeightsMismatchError
 from gluonres.models.cifar import cifar_resnet
 from gluonres.models.init import he_initialize
 from gluonres.train.config import Schedule, TrainConfig
+from gluonres.train.loop import split_metrics
 from gluonres.train.step import SmoothedCrossEntropy, loss_for, train_step
 
 from helpers import Poison, fast, resnet8, small, write_folder
@@ -181,15 +184,20 @@ def test_fit_writes_the_run_folder(digits, tmp_path):
     records = history["epochs"]
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["iteration"] == 12
     for key in ("train_loss", "train_error_pct", "val_error_pct", "test_error_pct", "lr",
-                "seconds", "img_s"):
+                "seconds", "img_s", "val_loss", "test_loss"):
         assert all(np.isfinite(r[key]) for r in records), key
     best = min(records, key=lambda r: r["val_error_pct"])
     assert history["selected_epoch"] == best["epoch"]
     assert history["test_accuracy"] == pytest.approx(1 - best["test_error_pct"] / 100)
+    assert history["val_accuracy"] == pytest.approx(1 - best["val_error_pct"] / 100)
     with open(os.path.join(out, "log.json")) as f:
         assert json.load(f)["files"]["weights"] == os.path.join(out, "weights.params")
     with open(os.path.join(out, "log.csv")) as f:
-        assert f.readline().startswith("epoch,iteration,lr,train_loss,train_error_pct")
+        header = f.readline().strip().split(",")
+    assert header[:5] == ["epoch", "iteration", "lr", "train_loss", "train_error_pct"]
+    assert {"val_error_pct", "val_loss", "test_error_pct", "test_loss"} <= set(header)
+    # curve.png: the error panel and, beside it, the loss panel
+    assert cv2.imread(os.path.join(out, "curve.png")).shape[:2] == (450, 1200)
     # the final weights are the best epoch's, and carry what evaluate needs
     final, meta = io.read_weights(os.path.join(out, "weights.params"))
     kept = io.read_weights(os.path.join(out, "best.params"))[0]
@@ -358,6 +366,22 @@ def test_recipes_are_timed_side_by_side_with_their_own_optimizer():
     assert len(paper["img_s_blocks"]) == len(fast_recipe["img_s_blocks"]) == 2
     assert paper["img_s"] > 0 and fast_recipe["img_s"] > 0
     assert "nag" in fast_recipe["settings"] and "nag" not in paper["settings"]
+
+
+def test_the_held_out_loss_is_the_training_loss_on_the_held_out_images(digits):
+    net = resnet8()
+    he_initialize(net, 0)
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    d = small(digits)
+    preprocess = Preprocess.fit(d.train.images, "pixel")
+    smoothed = loss_for(TrainConfig(label_smoothing=0.1))
+    error, loss = split_metrics(net, d.test, preprocess, smoothed)
+    logits = net(preprocess(mx.nd.array(d.test.images, dtype="uint8"))).asnumpy()
+    labels = d.test.labels
+    assert error == pytest.approx(100 * (logits.argmax(1) != labels).mean())
+    expected = smoothed(mx.nd.array(logits), mx.nd.array(labels)).mean().asscalar()
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert split_metrics(net, d.test, preprocess)[1] is None
 
 
 def test_outputs_must_match_the_classes(digits):
