@@ -97,14 +97,14 @@ def test_a_training_batch_that_may_not_fit_is_said_with_the_fix():
     assert "pass --batch-size 32 or less" in warning
 
 
-def spy_on_error_pct(monkeypatch):
+def spy_on_evaluation(monkeypatch):
     """The batch sizes training's per-epoch evaluation is called with."""
-    calls, real = [], loop.error_pct
+    calls, real = [], loop.split_metrics
 
-    def spy(net, split, preprocess, ctx=None, batch_size=None):
+    def spy(net, split, preprocess, loss_fn=None, ctx=None, batch_size=None):
         calls.append(batch_size)
-        return real(net, split, preprocess, ctx, batch_size)
-    monkeypatch.setattr(loop, "error_pct", spy)
+        return real(net, split, preprocess, loss_fn, ctx, batch_size)
+    monkeypatch.setattr(loop, "split_metrics", spy)
     return calls
 
 
@@ -115,7 +115,7 @@ def train_args(tmp_path, *extra):
 
 
 def test_eval_batch_size_reaches_training_evaluation(tmp_path, cli, monkeypatch):
-    calls = spy_on_error_pct(monkeypatch)
+    calls = spy_on_evaluation(monkeypatch)
     proc = cli(*train_args(tmp_path, "--eval-batch-size", "3"))
     assert proc.returncode == 0, proc.stderr
     assert calls == [3]  # one epoch, one test split
@@ -123,7 +123,7 @@ def test_eval_batch_size_reaches_training_evaluation(tmp_path, cli, monkeypatch)
 
 
 def test_training_derives_and_says_its_eval_batch(tmp_path, cli, monkeypatch):
-    calls = spy_on_error_pct(monkeypatch)
+    calls = spy_on_evaluation(monkeypatch)
     per_image = footprint.activation_bytes(gluonres.get_model("resnet20_cifar"))
     # room for 8 images' activations: evaluation gets a quarter of it, 2 images; a
     # training step of 4 may need 4 x 2.6 of them
