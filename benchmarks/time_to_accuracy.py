@@ -83,9 +83,8 @@ if __name__ == "__main__":
                  for r in range(0, ROUNDS, 2)]
 
     def to_target_vs_whole_run(speed_ratio):
-        paper_epoch = train_images / paper["img_s_median"] + eval_s
         fast_epoch = train_images / (paper["img_s_median"] * speed_ratio) + eval_s
-        return fast["epoch_at_target"] * fast_epoch / (paper["epochs_run"] * paper_epoch)
+        return fast["epoch_at_target"] * fast_epoch / paper["whole_run_s"]
 
     reached = fast["epoch_at_target"] is not None
     result = {

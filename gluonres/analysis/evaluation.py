@@ -7,13 +7,14 @@ from tqdm import tqdm
 from gluonres.analysis.footprint import MAX_INFERENCE_BATCH, check_batch_size, inference_batch
 
 
-def eval_batch_size(net, dataset):
+def eval_batch_size(net, dataset, per_image=None):
     """The evaluation batch of ``net`` on ``dataset`` when none is given.
 
     :func:`~gluonres.analysis.footprint.inference_batch` at the dataset's image size
     (at most 256, smaller where a batch of 256 would not fit the free memory);
     :data:`~gluonres.analysis.footprint.MAX_INFERENCE_BATCH` for a block without a graph
-    to read (not hybridizable) or an empty dataset.
+    to read (not hybridizable) or an empty dataset. ``per_image``: the network's
+    :func:`~gluonres.analysis.footprint.activation_bytes` at that size, when known.
     """
     if not isinstance(net, mx.gluon.HybridBlock) or len(dataset) == 0:
         return MAX_INFERENCE_BATCH
@@ -21,7 +22,7 @@ def eval_batch_size(net, dataset):
         h, w, c = dataset.images.shape[1:]
     else:
         h, w, c = dataset[0][0].shape
-    return inference_batch(net, (h, w), c)
+    return inference_batch(net, (h, w), c, per_image=per_image)
 
 
 def predict_dataset(net, dataset, preprocess, batch_size=None, ctx=None, progress=True):

@@ -113,11 +113,19 @@ def eval_memory_child(model, batch, steps):
                       "rss_before_mb": before, "seconds_per_step": timer.seconds}))
 
 
+#: The child of each kind of measurement and its arguments after the steps.
+_CHILDREN = {"train": ("memory_child", ("static",)), "eval": ("eval_memory_child", ())}
+
+
+def _measure(kind, model, batch, steps):
+    """One measurement of ``kind`` ('train' or 'eval') in a fresh process."""
+    child, extra = _CHILDREN[kind]
+    return _in_child(child, model, batch, steps, *extra)
+
+
 def _probe(kind, model, steps, probes):
-    """``[(batch, peak RSS MB)]`` of ``kind`` ('train' or 'eval') at the small ``probes``."""
-    child = "memory_child" if kind == "train" else "eval_memory_child"
-    extra = ("static",) if kind == "train" else ()
-    return [(b, _in_child(child, model, b, steps, *extra)["peak_rss_mb"]) for b in probes]
+    """``[(batch, peak RSS MB)]`` of ``kind`` at the small ``probes``."""
+    return [(b, _measure(kind, model, b, steps)["peak_rss_mb"]) for b in probes]
 
 
 def _peak_at(kind, model, batch, steps, points, headroom):
@@ -128,8 +136,6 @@ def _peak_at(kind, model, batch, steps, points, headroom):
     ``headroom`` of the memory available now is run: a larger one would be killed, or
     push other processes on the machine out.
     """
-    child = "memory_child" if kind == "train" else "eval_memory_child"
-    extra = ("static",) if kind == "train" else ()
     probes = [b for b, _ in points]
     (b0, p0), (b1, p1) = points
     slope = (p1 - p0) / (b1 - b0)
@@ -140,7 +146,7 @@ def _peak_at(kind, model, batch, steps, points, headroom):
     if batch in probes:
         out["peak_rss_mb"] = dict(points)[batch]
     elif predicted <= headroom * available:
-        rec = _in_child(child, model, batch, steps, *extra)
+        rec = _measure(kind, model, batch, steps)
         out.update(peak_rss_mb=rec["peak_rss_mb"], seconds_per_step=rec["seconds_per_step"])
     else:
         out.update(peak_rss_mb=None, not_run=f"predicted {predicted:,.0f} MB, more than "

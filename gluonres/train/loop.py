@@ -29,8 +29,8 @@ from tqdm import tqdm
 from gluonres import io
 from gluonres._files import check_writable, deferred_signals
 from gluonres.analysis import evaluation
-from gluonres.analysis.footprint import (MAX_INFERENCE_BATCH, check_batch_size,
-                                         training_memory_warning)
+from gluonres.analysis.footprint import (MAX_INFERENCE_BATCH, activation_bytes,
+                                         check_batch_size, training_memory_warning)
 from gluonres.data.augment import epoch_batches
 from gluonres.data.preprocess import Preprocess
 from gluonres.errors import GluonresError, TrainingDivergedError
@@ -242,7 +242,9 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
     say(f"{model} on {data.name}{on}: {len(train)} training images, {per_epoch} iterations "
         f"per epoch, {n_epochs} epochs ({total} iterations); {config.describe()}")
     # Linux kills a process out of memory without an error to catch: say it first
-    too_big = training_memory_warning(net, shard.stop - shard.start, train.images.shape[1:3])
+    # one image's activations, read from the graph once for the warning and the evaluations
+    per_image = activation_bytes(net, train.images.shape[1:3], train.images.shape[3])
+    too_big = training_memory_warning(net, shard.stop - shard.start, per_image=per_image)
     if too_big:
         print(f"gluonres: warning: {too_big}", file=sys.stderr, flush=True)
     for cb in callbacks:
@@ -306,7 +308,8 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
         for split in ("val", "test"):
             if getattr(data, split) is not None:
                 if eval_batch_size is None:  # now that the training step holds its memory
-                    eval_batch_size = evaluation.eval_batch_size(net, getattr(data, split))
+                    eval_batch_size = evaluation.eval_batch_size(net, getattr(data, split),
+                                                                 per_image)
                     if eval_batch_size < MAX_INFERENCE_BATCH:
                         say(f"evaluating in batches of {eval_batch_size} (what fits the free "
                             "memory; --eval-batch-size sets it)")
