@@ -59,7 +59,7 @@ def cifar_resnet(depth, preact=None, residual=True, shortcut=None, bottleneck=No
         :class:`~gluonres.blocks.ResidualFactory`.
     **kwargs
         Passed to :class:`~gluonres.models.resnet.ResNet` (e.g. ``stride_on``,
-        ``shortcut_op``).
+        ``shortcut_op``, ``in_channels=1`` for grey images).
     """
     arrangement = resolve_arrangement(preact, arrangement)
     if bottleneck is None:

@@ -14,7 +14,7 @@ import math
 from mxnet.gluon import HybridBlock, nn
 
 from gluonres.blocks import ConvFactory, swish
-from gluonres.models.common import check_classes
+from gluonres.models.common import FeaturesHead, check_classes, check_in_channels
 
 
 # Table 1 of the paper, the B0 baseline: one row per stage,
@@ -116,7 +116,7 @@ def stage_blocks(depth_coefficient):
     return [int(math.ceil(depth_coefficient * row[-1])) for row in B0_STAGES]
 
 
-class EfficientNet(HybridBlock):
+class EfficientNet(FeaturesHead, HybridBlock):
     """EfficientNet: swish stem, seven MBConv stages, 1x1 conv head, pooled classifier.
 
     Parameters
@@ -131,24 +131,33 @@ class EfficientNet(HybridBlock):
         Stochastic depth rate of the last block; block ``i`` of ``n`` uses
         ``drop_path * i / n`` (the first block none), as in the reference code.
     classes : int, default 1000
+    in_channels : int, default 3
+        Input channels of the stem convolution (1 for grey images).
 
     Notes
     -----
+    :meth:`forward_features` ends after the head's 1x1 convolution (1280 channels);
+    :meth:`forward_head` pools, drops out and classifies (see
+    :class:`~gluonres.models.common.FeaturesHead`).
+
     Parameter names: ``stem_conv_weight``, ``stage3_block2_expand_weight``,
     ``stage3_block2_dw_bn_gamma``, ``stage3_block2_se_reduce_weight``,
     ``stage3_block2_project_weight``, ``head_conv_weight``, ``head_dense_weight``.
     """
 
     def __init__(self, depth_coefficient=1.0, input_size=224, dropout=0.2,
-                 drop_path=DROP_PATH_RATE, classes=1000, **kwargs):
+                 drop_path=DROP_PATH_RATE, classes=1000, in_channels=3, **kwargs):
         super().__init__(prefix="", **kwargs)
         check_classes(classes)
+        check_in_channels(in_channels)
         self.classes = classes
         self.input_size = input_size
+        self.in_channels = in_channels
         repeats = stage_blocks(depth_coefficient)
         total, index = sum(repeats), 0
         with self.name_scope():
-            self.stem = ConvFactory(STEM_CHANNELS, 3, 2, 3, act="swish", prefix="stem_conv_")
+            self.stem = ConvFactory(STEM_CHANNELS, 3, 2, in_channels, act="swish",
+                                    prefix="stem_conv_")
             self.stages = nn.HybridSequential(prefix="")
             cin = STEM_CHANNELS
             for s, ((expansion, k, stride, cout, _), n) in enumerate(
@@ -170,8 +179,9 @@ class EfficientNet(HybridBlock):
                               nn.Dropout(dropout, prefix="dropout_"),
                               nn.Dense(classes, in_units=HEAD_CHANNELS, prefix="dense_"))
 
-    def hybrid_forward(self, F, x):
-        return self.head(self.stages(self.stem(x)))
+    def _layers(self):
+        conv, *head = self.head  # the 1x1 convolution ends the features
+        return [self.stem, self.stages, conv], head
 
 
 def efficientnet(variant, classes=1000, **kwargs):
@@ -182,8 +192,9 @@ def efficientnet(variant, classes=1000, **kwargs):
     variant : {'b0', 'b1'}
     classes : int, default 1000
     **kwargs
-        Passed to :class:`EfficientNet`, e.g. ``drop_path=0``, ``dropout=0.3`` or
-        ``input_size=64`` (the resolution ``summary`` and counts assume).
+        Passed to :class:`EfficientNet`, e.g. ``drop_path=0``, ``dropout=0.3``,
+        ``in_channels=1`` or ``input_size=64`` (the resolution ``summary`` and counts
+        assume).
     """
     if variant not in SPEC:
         raise ValueError(f"EfficientNet variant must be one of {sorted(SPEC)}, got {variant!r}")

@@ -31,7 +31,7 @@ def imagenet_resnet(depth, preact=None, residual=True, shortcut="B", classes=100
     classes : int, default 1000
     **kwargs
         Passed to :class:`~gluonres.models.resnet.ResNet`, e.g. ``stride_on='3x3'``
-        for the "v1b" stride placement.
+        for the "v1b" stride placement or ``in_channels=1`` for grey images.
     """
     if depth not in SPEC:
         raise ValueError(f"ImageNet ResNet depth must be one of {sorted(SPEC)}, got {depth}")

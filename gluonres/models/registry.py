@@ -19,7 +19,8 @@ from gluonres.errors import GluonresError, UnknownModelError
 
 #: Options of every ResNet builder (passed on to :class:`~gluonres.models.resnet.ResNet`).
 RESNET_OPTIONS = ("preact", "residual", "shortcut", "bottleneck", "arrangement",
-                  "shortcut_op", "shortcut_op_args", "stride_on")
+                  "shortcut_op", "shortcut_op_args", "stride_on", "in_channels",
+                  "first_unit_preact")
 
 _MODELS = {}
 
@@ -41,7 +42,8 @@ class ModelSpec:
     classes : int
         Output classes by default.
     in_channels : int
-        Input channels.
+        Input channels by default; the built-in builders take ``in_channels=`` (e.g. 1
+        for grey images) and fix the first convolution's input to it.
     warmup : {'none', 'error', 'fixed'}
         The learning-rate warm-up its paper trains it with (see
         :class:`~gluonres.train.TrainConfig`).
@@ -174,8 +176,8 @@ def get_model(name, **kwargs):
     name : str
         Registered name, e.g. ``'resnet56_cifar'``; see :func:`list_models`.
     **kwargs
-        Passed to the builder: ``classes``, ``shortcut``, ``stride_on`` ... (the
-        model's :meth:`ModelSpec.accepts`).
+        Passed to the builder: ``classes``, ``in_channels``, ``shortcut``,
+        ``stride_on`` ... (the model's :meth:`ModelSpec.accepts`).
 
     Returns
     -------

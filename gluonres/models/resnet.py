@@ -2,10 +2,10 @@
 from mxnet.gluon import HybridBlock, nn
 
 from gluonres.blocks import ConvFactory, ResidualFactory, resolve_arrangement
-from gluonres.models.common import check_classes
+from gluonres.models.common import FeaturesHead, check_classes, check_in_channels
 
 
-class ResNet(HybridBlock):
+class ResNet(FeaturesHead, HybridBlock):
     """Stem, residual stages and a pooled classifier, built from one spec.
 
     Parameters
@@ -38,23 +38,36 @@ class ResNet(HybridBlock):
         Where a bottleneck puts its stride.
     classes : int, default 1000
         Output classes.
+    in_channels : int, default 3
+        Input channels of the stem convolution (1 for grey images).
+    first_unit_preact : bool, default False
+        Give a pre-activation network's first unit its own BN-ReLU, although the stem
+        ends in one: GluonCV's ResNet v2 layout (:mod:`gluonres.importers`). Default:
+        the first unit takes the stem's output as its pre-activation.
 
     Notes
     -----
     Parameter names read like the paper: ``stem_conv_weight``,
     ``stage2_unit1_conv1_weight``, ``stage2_unit1_conv1_bn_gamma``,
     ``stage2_unit1_shortcut_weight``, ``head_dense_weight``.
+
+    :meth:`forward_features` ends after the head's BN-ReLU (or ReLU) of a
+    pre-activation network, before the global pooling; :meth:`forward_head` pools and
+    classifies (see :class:`~gluonres.models.common.FeaturesHead`).
     """
 
     def __init__(self, units, widths, stem="cifar", bottleneck=False, preact=None,
                  shortcut="B", residual=True, stride_on="1x1", classes=1000, arrangement=None,
-                 shortcut_op="identity", shortcut_op_args=None, **kwargs):
+                 shortcut_op="identity", shortcut_op_args=None, in_channels=3,
+                 first_unit_preact=False, **kwargs):
         super().__init__(prefix="", **kwargs)
         arrangement = resolve_arrangement(preact, arrangement)
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         check_classes(classes)
+        check_in_channels(in_channels)
         self.classes = classes
+        self.in_channels = in_channels
         self.arrangement = arrangement
         self.input_size = 32 if stem == "cifar" else 224
         expansion = 4 if bottleneck else 1
@@ -62,9 +75,9 @@ class ResNet(HybridBlock):
             stem_channels = widths[0] if stem == "cifar" else 64
             self.stem = nn.HybridSequential(prefix="")
             if stem == "cifar":
-                self.stem.add(ConvFactory(stem_channels, 3, 1, 3, prefix="stem_conv_"))
+                self.stem.add(ConvFactory(stem_channels, 3, 1, in_channels, prefix="stem_conv_"))
             else:
-                self.stem.add(ConvFactory(stem_channels, 7, 2, 3, prefix="stem_conv_"),
+                self.stem.add(ConvFactory(stem_channels, 7, 2, in_channels, prefix="stem_conv_"),
                               nn.MaxPool2D(3, 2, 1, prefix="stem_pool_"))
             self.stages = nn.HybridSequential(prefix="")
             cin = stem_channels
@@ -77,7 +90,8 @@ class ResNet(HybridBlock):
                             cout, cin, stride=2 if (u == 1 and s > 1) else 1,
                             bottleneck=bottleneck, arrangement=arrangement,
                             shortcut=shortcut, residual=residual, stride_on=stride_on,
-                            skip_preact=(s == 1 and u == 1), shortcut_op=shortcut_op,
+                            skip_preact=(s == 1 and u == 1 and not first_unit_preact),
+                            shortcut_op=shortcut_op,
                             shortcut_op_args=shortcut_op_args, prefix=f"unit{u}_"))
                         cin = cout
                 self.stages.add(stage)
@@ -90,5 +104,9 @@ class ResNet(HybridBlock):
                 self.head.add(nn.GlobalAvgPool2D(prefix="pool_"),
                               nn.Dense(classes, in_units=cin, prefix="dense_"))
 
-    def hybrid_forward(self, F, x):
-        return self.head(self.stages(self.stem(x)))
+    def _layers(self):
+        # the head's BN-ReLU of a pre-activation network belongs to the features; it
+        # stays in ``head`` for its parameter names (``head_bn_gamma``)
+        head = list(self.head)
+        pool = next(i for i, layer in enumerate(head) if isinstance(layer, nn.GlobalAvgPool2D))
+        return [self.stem, self.stages] + head[:pool], head[pool:]
