@@ -18,8 +18,8 @@ __all__ = ["ConvFactory", "ResidualFactory", "GluonresError", "get_model", "list
 
 # Imported on first use, so that running an export (gluonres.deploy.runtime, `gluonres predict`)
 # never loads the model code.
-_LAZY = {"ConvFactory": "blocks", "ResidualFactory": "blocks", "get_model": "models",
-         "list_models": "models", "register_model": "models", "model_spec": "models",
+_LAZY = {"ConvFactory": "blocks", "ResidualFactory": "blocks", "get_model": "hub",
+         "list_models": "hub", "register_model": "models", "model_spec": "models",
          "model_info": "models", "summary": "analysis"}
 
 
