@@ -1,21 +1,28 @@
-"""Weights files: gluonres ``.params`` (with metadata), exported params, reference ``.npz``.
+"""Weights files: gluonres ``.params`` (with metadata), exported params, reference ``.npz``,
+and the registered model built for them (classes, input size and channels, resize).
 
 Every format is read without unpickling: ``mx.nd.load`` for params and
 ``numpy.load(allow_pickle=False)`` for ``.npz``.
 """
+import contextlib
+import dataclasses
 import json
+import numbers
 import os
 import re
 import zipfile
+from io import StringIO
 
 import mxnet as mx
 import numpy as np
 
+from gluonres import pretrained
 from gluonres._files import atomic_path
 from gluonres._untrusted import limit
+from gluonres.data.images import check_channels
 from gluonres.data.preprocess import REFERENCE, Preprocess
 from gluonres.errors import CorruptFileError, GluonresError, WeightsMismatchError
-from gluonres.models import get_model, model_info
+from gluonres.models import get_model, model_info, model_spec
 
 
 #: Key under which a gluonres weights file keeps its JSON metadata (as uint8 bytes).
@@ -236,7 +243,8 @@ def check_compatible(net, arrays, meta=None, source="weights"):
 def load_weights(net, path, ctx=None):
     """Load a weights file into ``net`` after checking every name and shape.
 
-    Nothing is changed in ``net`` unless the whole file fits.
+    Nothing is changed in ``net`` unless the whole file fits. ``path`` may be
+    ``'pretrained'``: the weights shipped for ``net``'s model (:mod:`gluonres.pretrained`).
 
     Returns
     -------
@@ -245,17 +253,100 @@ def load_weights(net, path, ctx=None):
     """
     expected = {n: p.shape for n, p in net.collect_params().items()
                 if p.shape and all(p.shape)}  # deferred shapes are checked after loading
-    arrays, meta = read_weights(path, expected)
+    arrays, meta = read_weights(pretrained.resolve(path, model_info(net).name), expected)
     set_weights(net, arrays, meta, repr(path), ctx)
     return meta
 
 
-def model_for_weights(model, path, **model_kwargs):
+def sized_model(model, size=None, **model_kwargs):
+    """The registered ``model`` built to run on ``size`` x ``size`` images.
+
+    A model built for any size (:attr:`ModelSpec.sizable`) gets ``input_size=size``;
+    another is built as registered and checked to take that size (a ResNet's global
+    pooling takes any size; a fixed classifier does not), and its
+    :func:`~gluonres.models.model_info` then reports ``size``, the size it runs at (and
+    is exported at).
+
+    Parameters
+    ----------
+    model : str
+        Registered name.
+    size : int, optional
+        Default: the model's own input size.
+    **model_kwargs
+        Builder options: ``classes``, ``in_channels``, ``shortcut`` ...
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock
+
+    Raises
+    ------
+    GluonresError
+        For a size that is not a whole number of pixels of at least 1, one below the
+        smallest the model takes, or ``in_channels`` other than 1 (grey) or 3 (RGB).
+    """
+    spec = model_spec(model)
+    if "in_channels" in model_kwargs:
+        check_channels(model_kwargs["in_channels"])
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)
+                             or size < 1):
+        raise GluonresError(f"--size {size!r} is not an image size; pass a whole number of "
+                            "pixels of at least 1, or leave --size out for the model's own "
+                            f"({spec.input_size})")
+    if size is None or size == spec.input_size:
+        return get_model(model, **model_kwargs)
+    if spec.sizable:
+        if size < spec.min_input_size:
+            raise GluonresError(f"{model} cannot take {size}x{size} images (its last feature "
+                                f"map would be empty below {spec.min_input_size}x"
+                                f"{spec.min_input_size}); pass --size {spec.min_input_size} "
+                                "or more")
+        return get_model(model, input_size=size, **model_kwargs)
+    return run_at(get_model(model, **model_kwargs), size)
+
+
+def run_at(net, size):
+    """``net``, checked to take ``size`` x ``size`` images, reporting that size in its
+    :func:`~gluonres.models.model_info` (the size it is trained and exported at).
+
+    Raises
+    ------
+    GluonresError
+        If the network cannot take that size (e.g. a fixed-size classifier).
+    """
+    info = model_info(net)
+    if size is None or size == info.input_size:
+        return net
+    try:
+        with contextlib.redirect_stdout(StringIO()):  # mxnet prints the failed shapes
+            net(mx.sym.var("data")).infer_shape(data=(1, info.in_channels, size, size))
+    except mx.MXNetError:
+        raise GluonresError(f"{info.name} cannot take {size}x{size} images (it is built for "
+                            f"{info.input_size}x{info.input_size} only); pass --size "
+                            f"{info.input_size} or leave --size out") from None
+    net.model_info = dataclasses.replace(info, input_size=size)
+    return net
+
+
+def model_for_weights(model, path, size=None, **model_kwargs):
     """The registered ``model`` built for the weights file at ``path``, with them loaded.
 
-    The number of classes comes from the weights' metadata unless ``classes`` is given
-    (a run on a 4-class folder saves a 4-class head), so ``evaluate`` and ``export``
-    need no ``--classes`` for a gluonres weights file.
+    The number of classes, the input size and the input channels come from the weights'
+    metadata unless given (a run on a 4-class folder at ``--size 64`` saves a 4-class
+    head trained on 64x64 images), so ``evaluate`` and ``export`` need no ``--classes``
+    or ``--size`` for a gluonres weights file.
+
+    Parameters
+    ----------
+    model : str
+    path : str
+        A weights file, or ``'pretrained'``: those shipped for ``model``
+        (:mod:`gluonres.pretrained`).
+    size : int, optional
+        Input size (:func:`sized_model`); default the recorded one, else the model's.
+    **model_kwargs
+        Builder options.
 
     Returns
     -------
@@ -263,12 +354,66 @@ def model_for_weights(model, path, **model_kwargs):
     meta : dict
         As for :func:`load_weights`.
     """
+    path = pretrained.resolve(path, model)
     arrays, meta = read_weights(path)
-    if "classes" in meta:
-        model_kwargs.setdefault("classes", len(meta["classes"]))
-    net = get_model(model, **model_kwargs)
+    recorded = recorded_options(model, meta)
+    recorded_size = recorded.pop("size", None)
+    net = sized_model(model, recorded_size if size is None else size,
+                      **{**recorded, **model_kwargs})
     set_weights(net, arrays, meta, repr(path))
     return net, meta
+
+
+def recorded_options(model, meta):
+    """What weights (or checkpoint) metadata records of the network they were saved
+    from: ``classes`` (a count), ``size`` (:func:`sized_model`), ``in_channels`` and
+    the builder options of ``model_options`` (imported weights: ``stride_on`` ...),
+    each only when recorded; ``in_channels`` only where it differs from ``model``'s own,
+    so that models without that builder option still load."""
+    own = model_spec(model).in_channels
+    options = meta.get("model_options") or {}
+    if not isinstance(options, dict) or not all(
+            isinstance(k, str) and isinstance(v, (str, int, float, bool))
+            for k, v in options.items()):
+        raise GluonresError('the weights\' "model_options" is not a mapping of builder '
+                            "options to plain values; save the weights again")
+    options = dict(options)
+    if "classes" in meta:
+        options["classes"] = len(meta["classes"])
+    if meta.get("in_channels", own) != own:
+        options["in_channels"] = meta["in_channels"]
+    if meta.get("input_size"):
+        options["size"] = meta["input_size"]
+    return options
+
+
+def weights_resize(meta, size, weights="weights"):
+    """The shorter side images are resized to (before the centre crop to ``size``) for
+    weights, as their metadata records it (``meta["resize"]``).
+
+    A gluonres training run records its own input size (what training did); imported
+    ImageNet weights record 256 for 224. At another ``size`` than the recorded
+    ``input_size`` the same proportion is kept.
+
+    Returns
+    -------
+    int or None
+        ``None`` when the metadata records no resize.
+
+    Raises
+    ------
+    GluonresError
+        If the recorded resize is not ``{"shorter_side": pixels}``.
+    """
+    resize = meta.get("resize")
+    if resize is None:
+        return None
+    shorter = resize.get("shorter_side") if isinstance(resize, dict) else None
+    if isinstance(shorter, bool) or not isinstance(shorter, int) or shorter < 1:
+        raise GluonresError(f"{weights!r} records a malformed resize (not "
+                            '{"shorter_side": pixels}); save the weights again')
+    recorded = meta.get("input_size") or size
+    return shorter if recorded == size else round(shorter * size / recorded)
 
 
 def set_weights(net, arrays, meta=None, source="weights", ctx=None):
@@ -288,7 +433,7 @@ def preprocess_of(meta, default=None):
     return default
 
 
-def weights_preprocess(meta, weights, mean=None, std=None, required=True):
+def weights_preprocess(meta, weights, mean=None, std=None, required=True, channels=3):
     """The input normalisation of weights: ``mean`` and ``std`` when given, else the one
     their metadata records.
 
@@ -298,10 +443,12 @@ def weights_preprocess(meta, weights, mean=None, std=None, required=True):
         The weights' metadata (:func:`gluonres.io.read_weights`).
     weights : str or None
         Their path, named in the error.
-    mean, std : sequence of 3 float, optional
-        Per-channel override, for pixels in [0, 1].
+    mean, std : sequence of float, optional
+        Per-channel override (``channels`` values each), for pixels in [0, 1].
     required : bool, default True
         Refuse weights that record none (and no override).
+    channels : int, default 3
+        The model's input channels.
 
     Returns
     -------
@@ -310,12 +457,19 @@ def weights_preprocess(meta, weights, mean=None, std=None, required=True):
     Raises
     ------
     GluonresError
-        If ``required`` and the normalisation is unknown.
+        If ``required`` and the normalisation is unknown, or an override does not have
+        one value per channel.
     """
+    values = " ".join(["R", "G", "B"] if channels == 3 else ["V"] * channels)
     if mean is not None or std is not None:
+        for option, given in (("--mean", mean), ("--std", std)):
+            if given is not None and len(given) != channels:
+                raise GluonresError(f"{option} takes {channels} value(s), one per input "
+                                    f"channel of the model, got {len(given)}; pass "
+                                    f"{option} {values}")
         return Preprocess(mean=mean, std=std)
     preprocess = preprocess_of(meta)
     if preprocess is None and required:
         raise GluonresError(f"{weights!r} does not record its input normalisation; pass "
-                            "--mean R G B and --std R G B (in [0, 1] pixel units)")
+                            f"--mean {values} and --std {values} (in [0, 1] pixel units)")
     return preprocess

@@ -22,7 +22,7 @@ RULES = {
     "gluonres.blocks": (),
     # training does not import deploy, measure, experiments or the command line
     "gluonres.train": ("gluonres.models", "gluonres.blocks", "gluonres.data", "gluonres.io",
-                       "gluonres.analysis"),
+                       "gluonres.analysis", "gluonres.pretrained", "gluonres.importers"),
     "gluonres.data": (),
     "gluonres.analysis": ("gluonres.models", "gluonres.blocks", "gluonres.data"),
 }

@@ -43,7 +43,7 @@ def command_line(args):
 def model_kwargs(args):
     """The builder options given on the command line."""
     kwargs = {}
-    for key in ("classes", "shortcut"):
+    for key in ("classes", "shortcut", "in_channels"):
         if getattr(args, key, None) is not None:
             kwargs[key] = getattr(args, key)
     return kwargs
@@ -68,13 +68,25 @@ def add_model_options(p):
     p.add_argument("--classes", type=int, help="output classes (default: the model's)")
     p.add_argument("--shortcut", choices=["A", "B", "C"],
                    help="shortcut option (default: the family's)")
+    # an int checked by the library, whose refusal is one line (argparse's is two)
+    p.add_argument("--in-channels", type=int, metavar="{1,3}",
+                   help="input channels: 1 to train on (or run) grey images, 3 for RGB "
+                   "(default: the model's, or what its --weights record)")
+
+
+def add_size_option(p, default):
+    """``--size N``: the input size, one setting from the data to the export."""
+    p.add_argument("--size", type=int, metavar="N",
+                   help=f"images of N x N pixels (shorter side resized to N, centre crop) and "
+                   f"the network run at that size; default: {default}")
 
 
 def add_normalisation_options(p):
-    p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
-                   help="override the per-channel mean (pixels in [0, 1])")
-    p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
-                   help="override the per-channel std")
+    p.add_argument("--mean", type=float, nargs="+", metavar="M",
+                   help="override the per-channel mean (pixels in [0, 1]; 3 values R G B, "
+                   "1 for a grey model)")
+    p.add_argument("--std", type=float, nargs="+", metavar="S",
+                   help="override the per-channel std (one value per channel)")
 
 
 def add_calibration_options(p):

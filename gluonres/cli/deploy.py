@@ -3,7 +3,8 @@
 ``predict`` loads the runtime only: an export runs without gluonres's model code.
 """
 from gluonres.cli._common import (add_calibration_options, add_command, add_model_options,
-                                  add_normalisation_options, calibration_kwargs, emit, model_kwargs)
+                                  add_normalisation_options, add_size_option, calibration_kwargs,
+                                  emit, model_kwargs)
 
 
 #: ``--engine`` choices: gluonres.deploy.engines.ENGINES, spelled out so that parsing the
@@ -15,6 +16,7 @@ def add_parsers(sub):
     p = add_command(sub, "export", cmd_export,
                     "export symbol/params + manifest (and ONNX, INT8) for deployment")
     add_model_options(p)
+    add_size_option(p, "the size the weights record, else the model's")
     p.add_argument("--weights", help="weights to export (default: fresh initialisation)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch", type=int, default=1, help="batch size of the traced graph")
@@ -64,7 +66,7 @@ def cmd_export(args):
                             "split) to calibrate the int8 ranges on")
     paths = export_weights(args.model, args.out, args.weights, batch=args.batch,
                            mean=args.mean, std=args.std, seed=args.seed, onnx=args.onnx,
-                           calib_data=args.calib_data if args.int8 else None,
+                           calib_data=args.calib_data if args.int8 else None, size=args.size,
                            **calibration_kwargs(args), **model_kwargs(args))
     emit(args, {"model": args.model, **paths},
          "\n".join(f"{k:<12} {v}" for k, v in paths.items()))

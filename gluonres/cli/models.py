@@ -5,6 +5,8 @@ from gluonres.cli._common import add_command, add_model_options, emit, model_kwa
 def add_parsers(sub):
     p = add_command(sub, "list", cmd_list, "list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*_cifar'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="only models with shipped weights, with their test accuracy")
 
     p = add_command(sub, "summary", cmd_summary,
                     "per-stage shapes, parameters and multiply-adds")
@@ -16,8 +18,16 @@ def add_parsers(sub):
 
 def cmd_list(args):
     import gluonres
-    names = gluonres.list_models(args.pattern)
-    emit(args, {"models": names}, "\n".join(names))
+    names = gluonres.list_models(args.pattern, pretrained=args.pretrained)
+    if not args.pretrained:
+        emit(args, {"models": names}, "\n".join(names))
+        return
+    from gluonres import pretrained
+
+    cards = [pretrained.card(n) for n in names]
+    emit(args, {"models": names, "cards": cards},
+         "\n".join(f"{c['model']:<18} {100 * c['test_accuracy']:.2f}% on {c['data']['name']} "
+                   f"(recipe: {c['recipe']})" for c in cards))
 
 
 def cmd_summary(args):

@@ -6,8 +6,8 @@ import shlex
 import signal
 import threading
 
-from gluonres.cli._common import (add_command, add_model_options, count_or_fraction, emit, log,
-                                  model_kwargs)
+from gluonres.cli._common import (add_command, add_model_options, add_size_option,
+                                  count_or_fraction, emit, log, model_kwargs)
 
 
 # TrainConfig fields that `gluonres train` takes as options of the same name
@@ -21,6 +21,16 @@ def add_parsers(sub):
     p = add_command(sub, "train", cmd_train,
                     "train a model with the papers' recipe (checkpoints, logs, export)")
     add_model_options(p)
+    add_size_option(p, "the model's input size (a resumed run: its own); recorded with the "
+                    "weights, so evaluate and export need not repeat it")
+    p.add_argument("--init-weights", metavar="WEIGHTS",
+                   help="start from trained weights (fine-tuning): a .params/.npz file, "
+                   "'pretrained' (the weights shipped with gluonres: `gluonres list "
+                   "--pretrained`) or gluoncv:NAME[=FILE] (e.g. gluoncv:resnet50_v1b); a "
+                   "classifier for other classes is re-initialised; their normalisation is kept")
+    p.add_argument("--freeze", metavar="PART",
+                   help="do not train the network up to PART: stem, stage1, stage2 ... (ResNets) "
+                   "or features (everything but the classifier); docs/finetuning.md")
     p.add_argument("--recipe", choices=list(config.RECIPES),
                    help="paper: the 2015 paper's CIFAR recipe (default); fast: 20 epochs of "
                    "Nesterov SGD, linear warm-up and decay, wd 5e-4, label smoothing 0.1 "
@@ -118,7 +128,8 @@ def cmd_train(args):
             model_kwargs=model_kwargs(args),
             info={"command": shlex.join(["gluonres", *args.argv])},
             progress=not args.no_progress, callbacks=[ExportCallback()],
-            eval_batch_size=args.eval_batch_size,
+            eval_batch_size=args.eval_batch_size, size=args.size,
+            init_weights=args.init_weights, freeze=args.freeze,
             **{k: getattr(args, k) for k in _SETTINGS})
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: not bad input, not a bug
         signum = getattr(err, "signum", signal.SIGINT)

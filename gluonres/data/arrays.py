@@ -3,10 +3,10 @@
 """
 from dataclasses import dataclass, field
 
-import cv2
 import mxnet as mx
 import numpy as np
 
+from gluonres.data.images import fit_pixels
 from gluonres.errors import DataError
 
 
@@ -20,12 +20,12 @@ JPEG_CAVEAT = ("images stored as JPEG: compression artifacts cost accuracy (abou
 
 
 class ImageArrays(mx.gluon.data.Dataset):
-    """Decoded images in memory: a gluon ``Dataset`` of ``(uint8 HxWx3 image, label)``.
+    """Decoded images in memory: a gluon ``Dataset`` of ``(uint8 HxWxC image, label)``.
 
     Parameters
     ----------
     images : numpy.ndarray
-        uint8 ``(N, H, W, 3)`` RGB.
+        uint8 ``(N, H, W, C)``: RGB (C 3) or grey (C 1).
     labels : numpy.ndarray
         Integer class indices ``(N,)``.
     classes : list of str
@@ -55,12 +55,18 @@ class ImageArrays(mx.gluon.data.Dataset):
         """The images at ``index`` (indices or a boolean mask) as a new ``ImageArrays``."""
         return ImageArrays(self.images[index], self.labels[index], self.classes, self.lossy)
 
-    def resized(self, size):
-        """The images brought to ``size`` x ``size`` (shorter side resized, centre crop) as
-        a new ``ImageArrays``; ``self`` if they already have that size."""
-        if self.images.shape[1:3] == (size, size):
+    def resized(self, size=None, shorter_side=None, channels=None):
+        """The images brought to ``size`` x ``size`` (and ``channels``) as a new
+        ``ImageArrays``, each by :func:`~gluonres.data.images.fit_pixels` (shorter side to
+        ``shorter_side``, default ``size``, then the centre crop); ``self`` if nothing
+        changes."""
+        channels = channels or self.images.shape[3]
+        sized = size is None or (self.images.shape[1:3] == (size, size)
+                                 and shorter_side in (None, size))
+        if sized and self.images.shape[3] == channels:
             return self
-        return ImageArrays(np.stack([_fit_size(im, size) for im in self.images]),
+        return ImageArrays(np.stack([fit_pixels(im, size, shorter_side, channels)
+                                     for im in self.images]),
                            self.labels, self.classes, self.lossy)
 
     def batches(self, batch_size):
@@ -83,6 +89,11 @@ class Data:
         split was asked for.
     hflip : bool
         Whether a horizontal flip keeps the label (not for digits).
+    resize : dict, optional
+        ``{"shorter_side": S, "center_crop": True}`` when the images were brought to
+        their size by
+        :func:`gluonres.data.load` (shorter side to S, centre crop): what training
+        records with its weights, so that evaluation and exports resize alike.
     """
 
     name: str
@@ -90,6 +101,7 @@ class Data:
     test: ImageArrays = None
     val: ImageArrays = None
     hflip: bool = True
+    resize: dict = None
     classes: list = field(init=False)
 
     def __post_init__(self):
@@ -123,15 +135,3 @@ def _stack(images, where):
                         "the model's input size)")
     return np.stack(images)
 
-
-def _fit_size(img, size):
-    """Resize the shorter side to ``size`` and centre-crop to ``size`` x ``size``."""
-    h, w = img.shape[:2]
-    if (h, w) == (size, size):
-        return img
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
-                     else cv2.INTER_LINEAR)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return img[top:top + size, left:left + size]

@@ -114,12 +114,13 @@ def pack_recordio(source, out_dir, progress=True):
     return {"out": out_dir, "classes": classes, "splits": counts, "files": files}
 
 
-def read_recordio(rec_path, size=None):
+def read_recordio(rec_path, size=None, shorter_side=None, channels=None):
     """Decode a ``.rec`` file (with its ``.idx``) into :class:`ImageArrays`.
 
     Class names come from ``meta.json`` beside it when present (written by
-    :func:`pack_recordio`), else labels are named ``'0'``, ``'1'`` ... ``size`` is as
-    in :func:`load`. Every label must be a whole number in ``range(len(classes))``.
+    :func:`pack_recordio`), else labels are named ``'0'``, ``'1'`` ... ``size``,
+    ``shorter_side`` and ``channels`` are as in :func:`load`. Every label must be a whole
+    number in ``range(len(classes))``.
 
     Raises
     ------
@@ -151,7 +152,7 @@ def read_recordio(rec_path, size=None):
             except Exception:  # struct/MXNet errors on a truncated or foreign file
                 raise DataError(f"cannot read {where} (truncated or corrupt); {_REPACK}"
                                 ) from None
-            images.append(decode(blob, where, size))
+            images.append(decode(blob, where, size, shorter_side, channels))
             labels.append(_label(header.label, where))
     finally:
         rec.close()

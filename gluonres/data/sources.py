@@ -1,8 +1,9 @@
 """The sources a dataset can come from, each read into decoded in-memory arrays.
 
-Every source becomes :class:`ImageArrays` — uint8 ``(N, H, W, 3)`` RGB images, integer
-labels and class names — decoded once, so training never decodes an image twice and the
-augmentation runs vectorised on whole batches.
+Every source becomes :class:`ImageArrays` — uint8 ``(N, H, W, 3)`` RGB images (or
+``(N, H, W, 1)`` grey ones, when asked), integer labels and class names — decoded once,
+so training never decodes an image twice and the augmentation runs vectorised on whole
+batches.
 
 Sources (by name or path through :func:`gluonres.data.load`):
 
@@ -40,7 +41,8 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from gluonres.data.arrays import Data, ImageArrays, _fit_size, _stack
+from gluonres.data.arrays import Data, ImageArrays, _stack
+from gluonres.data.images import fit_pixels
 from gluonres._untrusted import image_size, limit, over_limit, read_bytes, regular_size
 from gluonres.errors import DataError
 
@@ -320,7 +322,7 @@ def read_image_file(path):
                       "image_bytes")
 
 
-def image_folder(root, split=None, size=None, progress=True):
+def image_folder(root, split=None, size=None, progress=True, shorter_side=None, channels=None):
     """Decode ``root/split/<class>/*`` (or ``root/<class>/*``) into :class:`ImageArrays`.
 
     Parameters
@@ -330,7 +332,7 @@ def image_folder(root, split=None, size=None, progress=True):
         the class folders.
     split : str, optional
         ``'train'`` or ``'test'``.
-    size : int, optional
+    size, shorter_side, channels : int, optional
         See :func:`load`.
     progress : bool, default True
 
@@ -346,14 +348,17 @@ def image_folder(root, split=None, size=None, progress=True):
     images = []
     for path, _ in tqdm(files, desc=f"decode {folder}", unit="img", leave=False,
                         disable=not progress, mininterval=1, delay=2):
-        images.append(decode(read_image_file(path), path, size))
+        images.append(decode(read_image_file(path), path, size, shorter_side, channels))
     lossy = any(p.lower().endswith(LOSSY_EXTENSIONS) for p, _ in files)
     return ImageArrays(_stack(images, folder), [label for _, label in files], classes, lossy)
 
 
-def decode(blob, where, size=None):
-    """Decode encoded image bytes to uint8 RGB ``(H, W, 3)``, optionally sized.
+def decode(blob, where, size=None, shorter_side=None, channels=None):
+    """Decode encoded image bytes to uint8 RGB ``(H, W, 3)``, optionally fitted.
 
+    ``size``, ``shorter_side`` and ``channels`` bring the image to the network's input
+    by :func:`~gluonres.data.images.fit_pixels` (grey: OpenCV's conversion of the RGB
+    decode), as the export runtime does for ``predict``.
     OpenCV decodes exactly as ``mx.image.imdecode`` (the same libjpeg), ~10x faster.
     Only PNG, JPEG and BMP are decoded, and only within the ``image_pixels`` and
     ``image_bytes`` limits (:data:`LIMITS`), read from the header before decoding.
@@ -382,7 +387,6 @@ def decode(blob, where, size=None):
     if img is None:
         raise DataError(f"cannot decode image {where!r} (corrupt or not an image); replace "
                         "or remove the file")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img if size is None else _fit_size(img, size)
+    return fit_pixels(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size, shorter_side, channels)
 
 

@@ -13,7 +13,7 @@ like the rest of the folder: it is read once through the runtime's checks (confi
 the folder, its SHA-256 from the manifest, the byte limit) and the engine gets those very
 bytes, never the path; before an engine parses it, :func:`check_onnx` refuses operators
 that no gluonres export contains, tensors stored in other files, subgraphs, and a graph
-that does not take one RGB image of the manifest's size to one logit per class. Like
+that does not take one image of the manifest's size and colour to one logit per class. Like
 :mod:`~gluonres.deploy.runtime`, this module imports no model code.
 """
 import importlib
@@ -126,7 +126,7 @@ def load(folder, engine="mxnet", variant="fp32"):
     size = manifest["image"]["size"]
     try:
         run = (_OnnxRuntime(data) if engine == "onnxruntime" else
-               _OpenVINO(module, data, size))
+               _OpenVINO(module, data, [runtime.image_channels(manifest), *size]))
     except Exception as err:  # the engine's own error types; their text is not repeated
         raise CorruptFileError(f"{engine} cannot load {shown!r} ({type(err).__name__}); "
                                "re-export the model with --onnx") from None
@@ -150,7 +150,8 @@ def onnx_bytes(folder, manifest):
     name = manifest["files"]["onnx"]
     runtime.verify_files(folder, manifest, skip=(name,))
     data = runtime._member_bytes(folder, manifest, name)
-    check_onnx(data, os.path.join(folder, name), manifest["image"]["size"])
+    check_onnx(data, os.path.join(folder, name), manifest["image"]["size"],
+               runtime.image_channels(manifest))
     return data
 
 
@@ -161,7 +162,7 @@ def _numpy(x):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def check_onnx(data, shown, image_size):
+def check_onnx(data, shown, image_size, channels=3):
     """Check an ONNX model's bytes before an engine parses them.
 
     Parameters
@@ -171,6 +172,8 @@ def check_onnx(data, shown, image_size):
         The file, for messages.
     image_size : (int, int)
         The manifest's ``[height, width]``.
+    channels : int, default 3
+        The manifest's input channels (:func:`~gluonres.deploy.runtime.image_channels`).
 
     Raises
     ------
@@ -179,7 +182,7 @@ def check_onnx(data, shown, image_size):
     CorruptFileError
         For a file that is not an ONNX model, operators outside :data:`ONNX_OPS` (or in
         another domain), a tensor stored outside the file, a subgraph, a graph that
-        does not take ``data`` ``(N, 3, H, W)`` to one output, or one above
+        does not take ``data`` ``(N, channels, H, W)`` to one output, or one above
         ``graph_elements`` of :data:`gluonres._untrusted.LIMITS`.
 
     Notes
@@ -230,9 +233,9 @@ def check_onnx(data, shown, image_size):
 
     in_dims = [dims(i) for i in inputs]
     if [i.name for i in inputs] != ["data"] or in_dims[0][1] != onnx.TensorProto.FLOAT or \
-            in_dims[0][0] is None or in_dims[0][0][1:] != [3, height, width]:
-        raise bad(f"does not take a {width}x{height} RGB image as float32 `data` (N, 3, "
-                  f"{height}, {width}), as the manifest says")
+            in_dims[0][0] is None or in_dims[0][0][1:] != [channels, height, width]:
+        raise bad(f"does not take a {width}x{height} {runtime.color_name(channels)} image as "
+                  f"float32 `data` (N, {channels}, {height}, {width}), as the manifest says")
     if len(graph.output) != 1:
         raise bad(f"has {len(graph.output)} outputs, not one (the logits)")
     # as for the mxnet graph: parameters and node outputs for one image, where the
@@ -272,10 +275,10 @@ class _OpenVINO:
     """OpenVINO's forward pass, compiled for each batch size it meets (a static shape is
     what OpenVINO's CPU plugin runs fastest; the export's batch dimension is dynamic)."""
 
-    def __init__(self, ov, data, size):
+    def __init__(self, ov, data, shape):
         self.core = ov.Core()
         self.model = self.core.read_model(data)  # the checked bytes: no path, no re-read
-        self.size = list(size)
+        self.shape = list(shape)  # of one image: [C, H, W]
         self.config = {**OPENVINO_CONFIG, "INFERENCE_NUM_THREADS": threads()}
         self.requests = {}
         # an unusable file fails here, at load time
@@ -288,7 +291,7 @@ class _OpenVINO:
         if request is None:
             if len(self.requests) >= _OPENVINO_SHAPES:
                 self.requests.pop(next(iter(self.requests)))
-            self.model.reshape([batch, 3, *self.size])
+            self.model.reshape([batch, *self.shape])
             compiled = self.core.compile_model(self.model, "CPU", self.config)
             request = self.requests[batch] = compiled.create_infer_request()
         return request

@@ -37,32 +37,43 @@ from mxnet.gluon.parameter import DeferredInitializationError
 from gluonres import io
 from gluonres._untrusted import printable
 from gluonres._files import check_writable, sha256_of
+from gluonres.data.images import COLOR_OF
 from gluonres.data.sources import CIFAR10_CLASSES, resolve_root
 from gluonres.deploy import runtime
 from gluonres.deploy.quantize import (CALIB_IMAGES, CALIB_MODE, CALIB_SEED, calibration_images,
                                       quantize)
 from gluonres.errors import GluonresError
 from gluonres.machine import utc_now
-from gluonres.models import get_model, model_info
+from gluonres.models import model_info
 from gluonres.models.init import he_initialize
 from gluonres.train.loop import Callback
 
 
-#: ImageNet-size inputs: resize the shorter side to size / 0.875 (256 for 224), crop.
+#: The usual ImageNet evaluation's crop: 224 of a shorter side of 256 (size / 0.875), what
+#: imported ImageNet weights record as their resize.
 CROP_FRACTION = 0.875
+# how predict turns an image file into each colour (the manifest's "conversion")
+_CONVERSIONS = {"RGB": "grayscale replicated to 3 channels, alpha dropped",
+                "L": "RGB converted to grey (0.299 R + 0.587 G + 0.114 B, OpenCV's), alpha "
+                     "dropped"}
 
 
-def image_spec(size):
-    """How an image file becomes a ``size`` x ``size`` RGB array (the manifest's ``image``).
+def image_spec(size, shorter_side=None, channels=3):
+    """How an image file becomes a ``size`` x ``size`` array (the manifest's ``image``).
 
-    CIFAR-size models (32 pixels) take images of exactly that size: shrinking a photo to
-    32x32 silently would give confident nonsense. Larger models resize the shorter side
-    and crop the centre, the usual ImageNet evaluation.
+    The runtime converts it to the colour (``"RGB"``, or ``"L"`` for 1 channel), resizes
+    its shorter side to ``shorter_side`` and crops the centre
+    (:func:`gluonres.data.images.fit_pixels`: what training and ``evaluate`` do). Without
+    a recorded ``shorter_side``, models of up to 32 pixels take images of exactly their
+    size (shrinking a photo to 32x32 silently would give confident nonsense) and larger
+    ones resize the shorter side to the input size, as gluonres training does.
     """
-    resize = None if size <= 32 else {"shorter_side": int(round(size / CROP_FRACTION)),
-                                       "center_crop": True}
-    return {"color": "RGB", "size": [size, size], "resize": resize,
-            "conversion": "grayscale replicated to 3 channels, alpha dropped"}
+    if shorter_side is None and size > 32:
+        shorter_side = size
+    color = COLOR_OF[channels]
+    resize = {"shorter_side": int(shorter_side), "center_crop": True} if shorter_side else None
+    return {"color": color, "size": [size, size], "resize": resize,
+            "conversion": _CONVERSIONS[color]}
 
 
 def default_classes(net, meta=None):
@@ -105,7 +116,7 @@ def _trace(net, input_shape):
 
 
 def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=None,
-           onnx=False, calibration=None, source=None):
+           onnx=False, calibration=None, source=None, shorter_side=None):
     """Hybridize, trace and export ``net`` with its manifest, all-or-nothing.
 
     The caller need not hybridize or run a forward pass first: both happen here.
@@ -121,8 +132,9 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
     name : str, optional
         File prefix; defaults to the model's name (:func:`~gluonres.models.model_info`).
     input_shape : tuple, optional
-        Trace shape ``(N, 3, H, W)``; defaults to batch 1 at the model's native size.
-        The graphs run at any batch size; the manifest records this one.
+        Trace shape ``(N, C, H, W)``; defaults to batch 1 at the model's input size and
+        channels (:func:`~gluonres.models.model_info`). The graphs run at any batch size;
+        the manifest records this one.
     preprocess : gluonres.preprocess.Preprocess, optional
         Written into the manifest (not into the graph). ``None`` records no
         preprocessing, and ``gluonres predict`` refuses the export.
@@ -135,6 +147,9 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
         ``preprocess``).
     source : dict, optional
         Provenance recorded in the manifest (weights path and sha256 ...).
+    shorter_side : int, optional
+        The resize ``predict`` applies before the centre crop, as the weights were trained
+        (:func:`image_spec`).
 
     Returns
     -------
@@ -162,7 +177,7 @@ def export(net, out_dir, name=None, input_shape=None, preprocess=None, classes=N
                       "dtype": "float32"},
             "output": {"shape": list(output.shape), "kind": "logits",
                        "note": "no softmax in the graph; apply it for probabilities"},
-            "image": image_spec(input_shape[2]),
+            "image": image_spec(input_shape[2], shorter_side, input_shape[1]),
             "preprocess": _preprocess_spec(preprocess, files.get("mean_image")),
             "classes": list(classes) if classes is not None else default_classes(net),
             "files": files,
@@ -448,22 +463,29 @@ def _versions(onnx):
 
 
 # ---------------------------------------------------------------------------- from weights
-def weights_export_settings(net, weights, meta, mean=None, std=None):
+def weights_export_settings(net, weights, meta, mean=None, std=None, size=None):
     """What :func:`export` records for ``net`` loaded from the file ``weights``.
+
+    ``size`` is the input size exported (default the network's,
+    :func:`~gluonres.models.model_info`).
 
     Returns
     -------
     dict
         ``preprocess`` (:func:`gluonres.io.weights_preprocess`), ``classes``
-        (:func:`default_classes`) and ``source`` (the weights' path and SHA-256): keyword
-        arguments of :func:`export`.
+        (:func:`default_classes`), ``shorter_side`` (:func:`gluonres.io.weights_resize`)
+        and ``source`` (the weights' path and SHA-256): keyword arguments of
+        :func:`export`.
     """
-    return {"preprocess": io.weights_preprocess(meta, weights, mean, std),
+    info = model_info(net)
+    return {"preprocess": io.weights_preprocess(meta, weights, mean, std,
+                                                channels=info.in_channels),
             "classes": default_classes(net, meta),
+            "shorter_side": io.weights_resize(meta, size or info.input_size, weights),
             "source": {"weights": os.path.abspath(weights), "weights_sha256": sha256_of(weights)}}
 
 
-def load_for_export(model, weights=None, mean=None, std=None, seed=0, **model_kwargs):
+def load_for_export(model, weights=None, mean=None, std=None, seed=0, size=None, **model_kwargs):
     """A registered model with ``weights`` loaded (or He-initialised), ready to export.
 
     Parameters
@@ -474,34 +496,39 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, **model_kw
         A gluonres ``.params`` file, an exported ``NAME-0000.params`` or a reference
         ``.npz``; without it the weights are fresh (seeded He initialisation) and the
         export records no preprocessing unless ``mean`` and ``std`` are given.
-    mean, std : sequence of 3 float, optional
-        Override the normalisation the weights record (:func:`gluonres.io.weights_preprocess`).
+    mean, std : sequence of float, optional
+        Override the normalisation the weights record, one value per input channel
+        (:func:`gluonres.io.weights_preprocess`).
     seed : int, default 0
         Of the fresh weights.
+    size : int, optional
+        Input size (:func:`gluonres.io.sized_model`); default the one the weights record,
+        else the model's.
     **model_kwargs
-        Builder options: ``classes``, ``shortcut`` ...
+        Builder options: ``classes``, ``in_channels``, ``shortcut`` ...
 
     Returns
     -------
     net : mxnet.gluon.HybridBlock
     settings : dict
-        ``preprocess``, ``classes`` and ``source`` for :func:`export`.
+        ``preprocess``, ``classes``, ``shorter_side`` and ``source`` for :func:`export`.
     """
-    if weights:  # the classes from the weights' metadata, as evaluate does
-        net, meta = io.model_for_weights(model, weights, **model_kwargs)
+    if weights:  # the classes, size and channels from the weights' metadata, as evaluate
+        net, meta = io.model_for_weights(model, weights, size=size, **model_kwargs)
         return net, weights_export_settings(net, weights, meta, mean, std)
-    net = get_model(model, **model_kwargs)
+    net = io.sized_model(model, size, **model_kwargs)
     _log(f"no --weights given: exporting {model} with fresh He-initialised weights "
          f"(seed {seed}); the manifest records no preprocessing")
     he_initialize(net, seed)
-    return net, {"preprocess": io.weights_preprocess({}, None, mean, std, required=False),
+    return net, {"preprocess": io.weights_preprocess({}, None, mean, std, required=False,
+                                                     channels=model_info(net).in_channels),
                  "classes": default_classes(net),
                  "source": {"weights": None, "init": f"He (MSRA, fan-in) normal, seed {seed}"}}
 
 
 def export_weights(model, out_dir, weights=None, batch=1, mean=None, std=None, seed=0,
                    onnx=False, calib_data=None, calib_images=CALIB_IMAGES,
-                   calib_seed=CALIB_SEED, calib_mode=CALIB_MODE, **model_kwargs):
+                   calib_seed=CALIB_SEED, calib_mode=CALIB_MODE, size=None, **model_kwargs):
     """Export a registered model with its weights: what ``gluonres export`` does.
 
     Parameters
@@ -510,10 +537,10 @@ def export_weights(model, out_dir, weights=None, batch=1, mean=None, std=None, s
         Registered name.
     out_dir : str
         Export folder (see :func:`export`).
-    weights, mean, std, seed, **model_kwargs
+    weights, mean, std, seed, size, **model_kwargs
         As for :func:`load_for_export`.
     batch : int, default 1
-        Batch size of the traced graph, at the model's input size.
+        Batch size of the traced graph, at the network's input size.
     onnx : bool, default False
         Also write ``NAME.onnx``.
     calib_data : str, optional
@@ -533,14 +560,16 @@ def export_weights(model, out_dir, weights=None, batch=1, mean=None, std=None, s
                             "least 1; pass --batch 1 or more")
     check_export_folder(out_dir)  # these fail before any work
     calib_root = resolve_root(calib_data) if calib_data else None
-    net, settings = load_for_export(model, weights, mean, std, seed, **model_kwargs)
+    net, settings = load_for_export(model, weights, mean, std, seed, size, **model_kwargs)
+    info = model_info(net)
     calibration = None
     if calib_root:
         _log(f"picking {calib_images} calibration images from {calib_root} "
              f"(seed {calib_seed})")
-        calibration = calibration_images(calib_root, calib_images, calib_seed,
-                                         image_spec(model_info(net).input_size), calib_mode)
-    return export(net, out_dir, model, model_info(net).input_shape(batch), onnx=onnx,
+        spec = image_spec(info.input_size, settings.get("shorter_side"), info.in_channels)
+        calibration = calibration_images(calib_root, calib_images, calib_seed, spec,
+                                         calib_mode)
+    return export(net, out_dir, model, info.input_shape(batch), onnx=onnx,
                   calibration=calibration, **settings)
 
 
@@ -549,11 +578,11 @@ class ExportCallback(Callback):
     :func:`~gluonres.train.fit`.
 
     The export is what ``gluonres export MODEL --weights OUT/weights.params --out
-    OUT/export`` writes: the graph at the model's input size and batch 1, with the
-    run's preprocessing and class names and the weights' SHA-256. Its ``symbol`` and
-    ``params`` paths are added to the run's files (and log) as ``export_symbol`` and
-    ``export_params``. A run without an output folder, and a worker other than rank 0,
-    export nothing.
+    OUT/export`` writes: the graph at the size and channels the run trained on and batch
+    1, with the run's preprocessing, resize and class names and the weights' SHA-256.
+    Its ``symbol`` and ``params`` paths are added to the run's files (and log) as
+    ``export_symbol`` and ``export_params``. A run without an output folder, and a
+    worker other than rank 0, export nothing.
     """
 
     def on_train_end(self, state, history):
@@ -562,8 +591,12 @@ class ExportCallback(Callback):
         if weights is None:  # this process wrote no run folder
             return
         meta = io.read_weights(weights)[1]
+        info = model_info(state.net)
+        # the size the run trained at, which a network fit() was given need not report
+        size = meta.get("input_size", info.input_size)
         paths = export(state.net, os.path.join(state.out_dir, "export"),
-                       **weights_export_settings(state.net, weights, meta))
+                       input_shape=(1, info.in_channels, size, size),
+                       **weights_export_settings(state.net, weights, meta, size=size))
         history["files"].update(export_symbol=paths["symbol"], export_params=paths["params"])
 
 

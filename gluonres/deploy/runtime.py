@@ -2,15 +2,18 @@
 
 This is the deployment side of :mod:`gluonres.deploy`. It imports mxnet, numpy and small
 gluonres helpers (:mod:`~gluonres.errors`, :mod:`~gluonres.data.preprocess`,
-:mod:`~gluonres.machine`), never the model code: an export is loaded as a ``SymbolBlock``
-and needs nothing that built it. :func:`onnx_session` runs its ONNX file instead;
-:mod:`gluonres.deploy.engines` loads an export on ONNX Runtime or OpenVINO through these
-checks.
+:mod:`~gluonres.data.images`, :mod:`~gluonres.machine`), never the model code: an export
+is loaded as a ``SymbolBlock`` and needs nothing that built it. :func:`onnx_session` runs
+its ONNX file instead; :mod:`gluonres.deploy.engines` loads an export on ONNX Runtime or
+OpenVINO through these checks.
 
 The manifest makes the preprocessing explicit (nothing is baked into the graph)::
 
-    x = (pixels / 255 - mean) / std        # RGB, per channel, then NCHW
+    x = (pixels / 255 - mean) / std        # per channel (RGB, or "L": grey), then NCHW
     x = (pixels / 255 - mean_image) / std  # the 2015 paper's per-pixel mean (mean.npy)
+
+and how an image file becomes those pixels (``image``: its colour, then the resize shared
+with training and ``evaluate``, :func:`gluonres.data.images.fit_pixels`).
 
 An export folder and the images given to ``predict`` are untrusted input. Every file the
 manifest names must lie inside the folder and carry a SHA-256 entry; only regular files
@@ -31,6 +34,7 @@ import mxnet as mx
 import numpy as np
 
 from gluonres._files import sha256_of
+from gluonres.data.images import COLORS, fit_pixels, scaled_shape
 from gluonres.data.preprocess import Preprocess
 from gluonres._untrusted import (image_size, limit, over_limit, printable, read_bytes,
                                  regular_size)
@@ -104,8 +108,8 @@ def _check_manifest(m, path):
     def is_int(v, low=1, high=65535):
         return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
-    def numbers(v, positive=False):
-        return (isinstance(v, list) and len(v) == 3 and all(
+    def numbers(v, count, positive=False):
+        return (isinstance(v, list) and len(v) == count and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
             and (x > 0 or not positive) for x in v))
 
@@ -138,15 +142,21 @@ def _check_manifest(m, path):
     if resize is not None and not (isinstance(resize, dict)
                                    and is_int(resize.get("shorter_side"))):
         raise bad('"image" "resize" must be null or {"shorter_side": pixels}')
+    if not isinstance(image.get("color"), str) or image["color"] not in COLORS:
+        names = " or ".join(json.dumps(c) for c in COLORS)
+        raise bad(f'"image" "color" must be {names}')
+    channels = COLORS[image["color"]]
     spec = m["preprocess"]
     if spec is None:
         return
     if not isinstance(spec, dict):
         raise bad('"preprocess" must be null or an object')
-    if spec.get("mean") is not None and not numbers(spec["mean"]):
-        raise bad('"preprocess" "mean" must be null or 3 numbers')
-    if spec.get("std") is not None and not numbers(spec["std"], positive=True):
-        raise bad('"preprocess" "std" must be null or 3 positive numbers')
+    if spec.get("mean") is not None and not numbers(spec["mean"], channels):
+        raise bad(f'"preprocess" "mean" must be null or {channels} numbers (one per channel '
+                  f'of "{image["color"]}")')
+    if spec.get("std") is not None and not numbers(spec["std"], channels, positive=True):
+        raise bad(f'"preprocess" "std" must be null or {channels} positive numbers (one per '
+                  f'channel of "{image["color"]}")')
     mean_image = spec.get("mean_image")
     if mean_image is not None and (not isinstance(mean_image, str) or mean_image not in digests):
         raise bad('"preprocess" "mean_image" must be null or a file with a "sha256" entry')
@@ -288,6 +298,7 @@ def _mean_image(folder, manifest, name):
     data = _member_bytes(folder, manifest, name)
     shown = os.path.join(folder, name)
     height, width = manifest["image"]["size"]
+    channels = image_channels(manifest)
     try:
         f = io.BytesIO(data)
         version = np.lib.format.read_magic(f)
@@ -296,10 +307,10 @@ def _mean_image(folder, manifest, name):
     except (ValueError, OSError, EOFError, SyntaxError):  # their messages quote the header
         raise CorruptFileError(f"{shown!r} is not a readable .npy file; re-export the "
                                "model") from None
-    if dtype.kind != "f" or tuple(shape) != (3, height, width):
+    if dtype.kind != "f" or tuple(shape) != (channels, height, width):
         raise CorruptFileError(f"{shown!r} holds a {dtype.kind!r}-kind array of shape "
-                               f"{tuple(shape)}, not the float (3, {height}, {width}) per-pixel "
-                               "mean of this export; re-export the model")
+                               f"{tuple(shape)}, not the float ({channels}, {height}, {width}) "
+                               "per-pixel mean of this export; re-export the model")
     try:
         return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
     except (ValueError, OSError, EOFError):
@@ -311,9 +322,9 @@ def read_image(path):
     """Decode an image file as uint8 ``(H, W, 3)`` RGB.
 
     Grayscale images are replicated to three channels and an alpha channel is dropped
-    (the manifest's ``"color": "RGB"``). Only regular JPEG, PNG and BMP files within
-    :data:`gluonres._untrusted.LIMITS` (``image_bytes``, ``image_pixels``, the size read
-    from the header before decoding) are decoded.
+    (:func:`fit_image` then converts to the manifest's ``color``). Only regular JPEG, PNG
+    and BMP files within :data:`gluonres._untrusted.LIMITS` (``image_bytes``,
+    ``image_pixels``, the size read from the header before decoding) are decoded.
 
     Raises
     ------
@@ -380,20 +391,38 @@ def _jpeg_truncated(data):
     return True  # no scan found where one must be
 
 
+def image_channels(manifest):
+    """The input channels of an export: 3 for ``"color": "RGB"``, 1 for ``"L"`` (grey)."""
+    return COLORS[manifest["image"]["color"]]
+
+
+def color_name(channels):
+    """How a message calls an image of ``channels`` channels: "RGB", "grey" ..."""
+    return {3: "RGB", 1: "grey"}.get(channels, f"{channels}-channel")
+
+
 def fit_image(image, spec, name="image"):
-    """Bring a decoded ``(H, W, 3)`` image to the network's input size as ``spec`` says.
+    """Bring a decoded RGB image to the network's input as ``spec`` says: its colour, then
+    its size, by :func:`gluonres.data.images.fit_pixels` (what training and ``evaluate``
+    do to the same file).
 
     Parameters
     ----------
-    image : mxnet.nd.NDArray
+    image : mxnet.nd.NDArray or numpy.ndarray
         uint8 ``(H, W, 3)`` RGB.
     spec : dict
-        The manifest's ``image``: ``size`` ``[H, W]`` and ``resize``, either
-        ``None`` (the image must already have that size; CIFAR models, whose 32x32
-        inputs are not photos to be shrunk silently) or ``{"shorter_side": S}``
-        (resize the shorter side to ``S``, then crop the centre).
+        The manifest's ``image``: ``color`` (``"RGB"``, or ``"L"``: grey), ``size``
+        ``[H, W]`` and ``resize``, either ``None`` (the image must already have that
+        size; small CIFAR exports, whose 32x32 inputs are not photos to be shrunk
+        silently) or ``{"shorter_side": S}`` (resize the shorter side to ``S``, then
+        crop the centre).
     name : str
         How to call the image in an error message.
+
+    Returns
+    -------
+    mxnet.nd.NDArray or numpy.ndarray
+        uint8 ``(H, W, C)``, of the type of ``image``.
 
     Raises
     ------
@@ -402,23 +431,24 @@ def fit_image(image, spec, name="image"):
         ``image_pixels`` limit (a very elongated image).
     """
     height, width = spec["size"]
-    if image.shape[:2] == (height, width):
-        return image
     resize = spec.get("resize")
-    if not resize:
+    h, w = image.shape[:2]
+    if (h, w) != (height, width) and not resize:
         raise DataError(
-            f"{name} is {image.shape[1]}x{image.shape[0]} pixels, but this export takes "
+            f"{name} is {w}x{h} pixels, but this export takes "
             f"{width}x{height} images and does not resize (its manifest sets no resize); "
             f"resize the image to {width}x{height} first")
-    shorter, (h, w) = resize["shorter_side"], image.shape[:2]
-    scaled = (round(w * shorter / min(h, w)), round(h * shorter / min(h, w)))
-    if scaled[0] * scaled[1] > limit("image_pixels"):  # e.g. 1x30000 -> 256x7680000
-        raise DataError(over_limit(
-            "image_pixels", f"{name} is {w}x{h} pixels; resizing its shorter side to "
-            f"{shorter} would make it {scaled[0]}x{scaled[1]}, so its pixel count",
-            scaled[0] * scaled[1], "crop it to a less elongated shape first"))
-    image = mx.image.resize_short(image, shorter)
-    return mx.image.center_crop(image, (width, height))[0]
+    shorter = resize["shorter_side"] if resize else None
+    if shorter:
+        scaled = scaled_shape(h, w, shorter, (height, width))
+        if scaled[0] * scaled[1] > limit("image_pixels"):  # e.g. 1x30000 -> 256x7680000
+            raise DataError(over_limit(
+                "image_pixels", f"{name} is {w}x{h} pixels; resizing its shorter side to "
+                f"{shorter} would make it {scaled[1]}x{scaled[0]}, so its pixel count",
+                scaled[0] * scaled[1], "crop it to a less elongated shape first"))
+    pixels = image.asnumpy() if isinstance(image, mx.nd.NDArray) else image
+    fitted = fit_pixels(pixels, (height, width), shorter, COLORS[spec.get("color", "RGB")])
+    return mx.nd.array(fitted, dtype="uint8") if isinstance(image, mx.nd.NDArray) else fitted
 
 
 class Exported:
@@ -456,7 +486,7 @@ class Exported:
         Parameters
         ----------
         x : mxnet.nd.NDArray or numpy.ndarray
-            ``(N, 3, H, W)``, as :attr:`preprocess` makes it.
+            ``(N, C, H, W)``, as :attr:`preprocess` makes it.
 
         Returns
         -------
@@ -477,9 +507,10 @@ class Exported:
         return self._preprocess
 
     def load_images(self, paths):
-        """Read and fit image files into a uint8 ``(N, H, W, 3)`` numpy array."""
+        """Read and fit image files (:func:`fit_image`) into a uint8 ``(N, H, W, C)``
+        numpy array."""
         spec = self.manifest["image"]
-        return np.stack([fit_image(read_image(p), spec, name=repr(p)).asnumpy()
+        return np.stack([fit_image(read_image(p).asnumpy(), spec, name=repr(p))
                          for p in paths])
 
     def predict(self, paths, top_k=5):
@@ -488,7 +519,8 @@ class Exported:
         Parameters
         ----------
         paths : list of str
-            Image files (converted to RGB; resized only if the manifest says so).
+            Image files (converted to the export's colour; resized only if the manifest
+            says so).
         top_k : int, default 5
             Clamped to the number of classes.
 
@@ -559,7 +591,7 @@ def _graph_ops(graph):
     return ops
 
 
-def check_graph(text, shown, image_size, classes):
+def check_graph(text, shown, image_size, classes, channels=3):
     """Load a symbol's JSON after checking what it would run, before anything runs.
 
     Parameters
@@ -572,6 +604,8 @@ def check_graph(text, shown, image_size, classes):
         The manifest's ``[height, width]``.
     classes : int
         The manifest's number of class names: the graph must output that many logits.
+    channels : int, default 3
+        The manifest's input channels (:func:`image_channels`).
 
     Returns
     -------
@@ -582,8 +616,9 @@ def check_graph(text, shown, image_size, classes):
     Raises
     ------
     CorruptFileError
-        For operators outside :data:`GRAPH_OPS`, a graph that does not take one RGB image
-        of ``image_size`` to ``classes`` logits, or one above ``graph_elements`` of
+        For operators outside :data:`GRAPH_OPS`, a graph that does not take one image of
+        ``channels`` and ``image_size`` to ``classes`` logits, or one above
+        ``graph_elements`` of
         :data:`LIMITS`.
     """
     try:
@@ -598,7 +633,7 @@ def check_graph(text, shown, image_size, classes):
             f"({', '.join(unknown[:5])}); predict runs only the graphs gluonres exports: "
             "re-export the model")
     height, width = image_size
-    data_shape = (1, 3, height, width)
+    data_shape = (1, channels, height, width)
     try:
         sym = mx.sym.load_json(text)
         args, outs, auxs = sym.infer_shape(data=data_shape)
@@ -607,9 +642,9 @@ def check_graph(text, shown, image_size, classes):
     except mx.MXNetError:
         args = None
     if args is None or None in (outs, auxs, inner) or "data" not in arg_names:
-        raise CorruptFileError(f"{shown!r} is not a graph that takes a {width}x{height} RGB "
-                               "image as `data` (mxnet cannot load it or infer its shapes); "
-                               "re-export the model")
+        raise CorruptFileError(f"{shown!r} is not a graph that takes a {width}x{height} "
+                               f"{color_name(channels)} image as `data` (mxnet cannot load it "
+                               "or infer its shapes); re-export the model")
     if [tuple(s) for s in outs] != [(1, classes)]:
         raise CorruptFileError(f"{shown!r} outputs shape {[tuple(s) for s in outs]}, but "
                                f"{MANIFEST} lists {classes} classes (one logit each); "
@@ -732,7 +767,8 @@ def load_exported(folder, variant="fp32", ctx=None):
     except UnicodeDecodeError:
         raise CorruptFileError(f"{shown!r} is not a readable symbol graph (not UTF-8); "
                                "re-export the model") from None
-    sym, shapes = check_graph(text, shown, manifest["image"]["size"], len(manifest["classes"]))
+    sym, shapes = check_graph(text, shown, manifest["image"]["size"], len(manifest["classes"]),
+                              image_channels(manifest))
     params_shown = os.path.join(folder, params_file)
     real = member_path(folder, params_file, os.path.join(folder, MANIFEST))
     found = params_shapes(_member_bytes(folder, manifest, params_file), params_shown)

@@ -88,7 +88,7 @@ class TrainState:
 
 # ---------------------------------------------------------------------------- fit
 def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callbacks=(),
-        info=None, ctx=None, eval_batch_size=None):
+        info=None, ctx=None, eval_batch_size=None, preprocess=None):
     """Train ``net`` on ``data`` with ``config``; return the history.
 
     Parameters
@@ -121,6 +121,10 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
         training). Default: derived at the first evaluation, once the training step has
         its memory (:func:`gluonres.analysis.evaluation.eval_batch_size`: 256 where that
         fits, fewer for large models and inputs; said on the progress lines when fewer).
+    preprocess : gluonres.data.preprocess.Preprocess, optional
+        The input normalisation, e.g. that of the weights a fine-tuned ``net`` starts
+        from (:func:`gluonres.train.finetune.init_weights`). Default: fitted to the
+        training images (``config.normalize``). A resumed run keeps its own.
 
     Returns
     -------
@@ -142,11 +146,11 @@ def fit(net, data, config=None, out_dir=None, resume=False, progress=True, callb
     """
     with contextlib.ExitStack() as locks:  # the run folder's lock, held to the end
         return _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks,
-                    eval_batch_size)
+                    eval_batch_size, preprocess)
 
 
 def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, locks,
-         eval_batch_size):
+         eval_batch_size, given_preprocess):
     check_batch_size(eval_batch_size, "--eval-batch-size", "eval batch size")
     ctx = ctx or mx.cpu()
     built = model_info(net)
@@ -159,6 +163,12 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
                             f"{len(data.classes)} classes; build it with "
                             f"classes={len(data.classes)} (--classes {len(data.classes)})")
     config.check_image_size(*train.images.shape[1:3])
+    channels = train.images.shape[3]
+    if channels != built.in_channels:
+        raise GluonresError(f"{model} takes {built.in_channels}-channel input but {data.name!r} "
+                            f"was loaded with {channels} channel(s); build it with "
+                            f"in_channels={channels} (--in-channels {channels}) or load the "
+                            f"data with channels={built.in_channels}")
     if len(train) < config.batch_size:
         raise GluonresError(f"{data.name!r} has {len(train)} training images, fewer than one "
                             f"batch of {config.batch_size}; pass a batch size of at most "
@@ -219,7 +229,7 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
         best_arrays = _resumed_best(best, state_meta["epoch"], arrays, weights, out_dir)
     else:
         he_initialize(net, config.seed, ctx)
-        preprocess = Preprocess.fit(train.images, config.normalize)
+        preprocess = given_preprocess or Preprocess.fit(train.images, config.normalize)
     _complete_shapes(net, train.images.shape[1:3], ctx)
     server_schedule = None
     if not workers.synchronous:  # the servers update, so the schedule must travel to them
@@ -236,8 +246,12 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
         os.makedirs(out_dir, exist_ok=True)
         # the run goes on: a killed run's last checkpoint gets its name, its temp files go
         store.tidy()
+    # what evaluate, export and predict need to feed the network as training did
+    height, width = train.images.shape[1:3]
     weights_meta = {"model": model, "preprocess": preprocess.to_dict(),
-                    "classes": data.classes, "data": data.name}
+                    "classes": data.classes, "data": data.name, "in_channels": channels,
+                    **({"input_size": height} if height == width else {}),
+                    **({"resize": data.resize} if data.resize else {})}
     on = f" on {workers.count} workers ({config.kvstore})" if workers.count > 1 else ""
     say(f"{model} on {data.name}{on}: {len(train)} training images, {per_epoch} iterations "
         f"per epoch, {n_epochs} epochs ({total} iterations); {config.describe()}")

@@ -16,11 +16,12 @@ import time
 from typing import NamedTuple
 
 from gluonres import data as datasets
+from gluonres import io
 from gluonres._files import check_writable
 from gluonres.analysis.footprint import check_batch_size
 from gluonres.errors import GluonresError
-from gluonres.models import get_model, model_spec
-from gluonres.train import distributed
+from gluonres.models import model_info
+from gluonres.train import distributed, finetune
 from gluonres.train.checkpoints import run_lock
 from gluonres.train.config import TrainConfig, default_length, recipe
 from gluonres.train.loop import fit
@@ -57,7 +58,10 @@ def resume_settings(out_dir, model=None):
     -------
     dict
         ``config`` (:class:`TrainConfig`), ``data`` (the dataset the run was started on;
-        ``None`` for a run started by :func:`fit` itself) and ``val_split``.
+        ``None`` for a run started by :func:`fit` itself), ``val_split``, ``freeze`` (the
+        part kept frozen, or ``None``) and ``network``,
+        what the checkpoint records of the network (``input_size``, ``in_channels``,
+        ``classes``, where recorded: :func:`gluonres.io.recorded_options` reads it).
 
     Raises
     ------
@@ -69,12 +73,14 @@ def resume_settings(out_dir, model=None):
         check_checkpoint_model(saved, model, os.path.join(out_dir, CHECKPOINT))
     first = saved["history"]["info"]
     return {"config": TrainConfig.from_dict(saved["config"]), "data": first.get("data"),
-            "val_split": first.get("val_split", 0)}
+            "val_split": first.get("val_split", 0), "freeze": first.get("freeze"),
+            "network": {k: saved[k] for k in ("input_size", "in_channels", "classes")
+                        if k in saved}}
 
 
 def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None, recipe=None,
                 model_kwargs=None, info=None, progress=True, callbacks=(), eval_batch_size=None,
-                **settings):
+                size=None, init_weights=None, freeze=None, **settings):
     """Train a registered model with a named recipe on a dataset, in a run folder.
 
     Every check that needs no data (settings, run folder, parameter-server environment)
@@ -86,7 +92,8 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
         Registered name, e.g. ``'resnet20_cifar'``.
     data : str, optional
         ``'digits'``, ``'cifar10'`` or a path (:func:`gluonres.data.load`), loaded at the
-        model's input size. Required for a new run; a resumed run defaults to its own.
+        input size (``size``) and the model's input channels (grey for
+        ``in_channels=1``). Required for a new run; a resumed run defaults to its own.
     out_dir : str, optional
         Run folder; a new run defaults to :func:`default_out_dir`. Required to resume.
     resume : bool, default False
@@ -100,7 +107,8 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
         A new run's recipe (:data:`~gluonres.train.config.RECIPES`), default ``'paper'``;
         a resumed run keeps its own and refuses this.
     model_kwargs : dict, optional
-        Builder options (``shortcut`` ...); ``classes`` defaults to the data's.
+        Builder options (``shortcut``, ``in_channels`` ...); ``classes`` defaults to the
+        data's.
     info : dict, optional
         JSON-able facts kept with the run (e.g. ``command``); ``data`` and ``val_split``
         are added.
@@ -111,6 +119,19 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     eval_batch_size : int, optional
         Batch of the per-epoch evaluation, passed to :func:`~gluonres.train.fit` (not a
         setting of the run: it does not change the training); default derived there.
+    size : int, optional
+        Train on ``size`` x ``size`` images (shorter side resized, centre crop) with the
+        network built for that size (:func:`gluonres.io.sized_model`); recorded with the
+        weights. Default: the model's input size (a resumed run: its own).
+    init_weights : str, optional
+        Start a new run from trained weights instead of a fresh initialisation: a
+        weights file, ``'pretrained'`` or ``'gluoncv:NAME'``
+        (:func:`~gluonres.train.finetune.init_weights`; a classifier for other classes
+        is re-initialised, and said so). The run keeps their input normalisation.
+    freeze : str, optional
+        Do not train the network up to this part (``'stem'``, ``'stage1'`` ...,
+        ``'features'``: :func:`~gluonres.train.finetune.freeze`); a resumed run keeps
+        its own.
     **settings
         :class:`TrainConfig` fields overriding the model's recipe (or the checkpoint's);
         ``None`` values are ignored. ``iterations`` without ``epochs`` trains that many
@@ -124,8 +145,9 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
     Raises
     ------
     GluonresError
-        For bad settings, data or run folders, naming the fix; a run folder in use by
-        another process (``... is in use by another gluonres train (pid N)``).
+        For bad settings, data or run folders, naming the fix; a size the model cannot
+        take; a run folder in use by another process (``... is in use by another gluonres
+        train (pid N)``).
     """
     if resume and not out_dir:
         raise GluonresError("--resume needs --out, the folder of the run to continue")
@@ -142,15 +164,34 @@ def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None,
         if "DMLC_ROLE" not in os.environ:
             locks.enter_context(run_lock(out_dir))
         return _train_model(model, data, out_dir, resume, val_split, recipe, model_kwargs,
-                            info, progress, callbacks, settings, eval_batch_size)
+                            info, progress, callbacks, settings, eval_batch_size, size,
+                            init_weights, freeze)
 
 
 def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwargs, info,
-                 progress, callbacks, settings, eval_batch_size):
+                 progress, callbacks, settings, eval_batch_size, size, init_from, freeze):
+    model_kwargs = dict(model_kwargs or {})
+    if size is None:  # the builder option, as callers passed it before there was a size
+        size = model_kwargs.pop("input_size", None)
     if resume:
         saved = resume_settings(out_dir, model)
         config, data = saved["config"], data or saved["data"]
         val_split = saved["val_split"] if val_split is None else val_split
+        options = io.recorded_options(model, saved["network"])
+        trained = options.pop("size", None)
+        if size is not None and trained and size != trained:
+            raise GluonresError(f"the run in {out_dir!r} trains on {trained}x{trained} images, "
+                                f"not {size}x{size}; resume without --size, or start a new "
+                                "output folder")
+        size = trained if size is None else size
+        model_kwargs = {**options, **model_kwargs}
+        if init_from:
+            raise GluonresError("a resumed run continues from its checkpoint; drop "
+                                "--init-weights")
+        if freeze and freeze != saved["freeze"]:
+            raise GluonresError(f"the run in {out_dir!r} was started with --freeze "
+                                f"{saved['freeze']}; resume it without --freeze")
+        freeze = saved["freeze"]
     else:
         config, val_split = recipe(model, recipe_name or "paper"), val_split or 0
         check_new_run(out_dir)  # before minutes of data loading
@@ -162,12 +203,16 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
     if "iterations" in settings and "epochs" not in settings:
         settings["epochs"] = None  # an epoch count would win over the iterations
     config = dataclasses.replace(config, **settings)
-    model_kwargs = dict(model_kwargs or {})
-    size = model_kwargs.get("input_size", model_spec(model).input_size)
-    if size:
-        config.check_image_size(size, size)  # the data is loaded at that size
+    # the network as it will be built (its classes aside), before the data is decoded:
+    # a size or channel count it cannot take is refused now
+    scratch = io.sized_model(model, size, **model_kwargs)
+    if freeze:
+        finetune.freeze(scratch, freeze)  # a part the model lacks is refused now
+    built = model_info(scratch)
+    size = built.input_size
+    config.check_image_size(size, size)  # the data is loaded at that size
     dataset = datasets.load(data, size=size, val_size=val_split, seed=config.seed,
-                            progress=progress)
+                            progress=progress, channels=built.in_channels)
     if not resume and "flip" not in settings and not dataset.hflip:
         print(f"{dataset.name}: horizontal flips change its labels, so they are off",
               file=sys.stderr, flush=True)
@@ -179,10 +224,22 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
             if said:
                 print(f"{dataset.name}: {said}", file=sys.stderr, flush=True)
     model_kwargs.setdefault("classes", len(dataset.classes))
-    history = fit(get_model(model, **model_kwargs), dataset, config, out_dir=out_dir,
-                  resume=resume, progress=progress, callbacks=callbacks,
-                  info={**(info or {}), "data": data, "val_split": val_split},
-                  eval_batch_size=eval_batch_size)
+    preprocess = None
+    if init_from:
+        classes = model_kwargs.pop("classes")
+        made = finetune.init_weights(model, init_from, classes=classes, size=size,
+                                     **model_kwargs)
+        net, preprocess = made.net, made.preprocess
+        print(f"gluonres: starting from {init_from}" + (f"; {made.note}" if made.note else ""),
+              file=sys.stderr, flush=True)
+    else:
+        net = io.sized_model(model, size, **model_kwargs)
+    if freeze:
+        finetune.freeze(net, freeze)
+    history = fit(net, dataset, config, out_dir=out_dir, resume=resume, progress=progress,
+                  callbacks=callbacks, eval_batch_size=eval_batch_size, preprocess=preprocess,
+                  info={**(info or {}), "data": data, "val_split": val_split,
+                        "init_weights": init_from, "freeze": freeze})
     return TrainRun(out_dir, data, history)
 
 

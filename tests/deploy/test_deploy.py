@@ -219,8 +219,12 @@ def test_grayscale_and_rgba_images_are_converted_to_rgb(small_export, images):
 
 
 def test_imagenet_size_images_are_resized_and_cropped():
-    spec = deploy.image_spec(224)
-    assert spec["resize"]["shorter_side"] == 256 and deploy.image_spec(32)["resize"] is None
+    # weights that record no resize: the shorter side to the input size, as gluonres
+    # training and evaluate resize (issue 17; it was 256 for 224); a recorded one is kept
+    assert deploy.image_spec(224)["resize"]["shorter_side"] == 224
+    assert deploy.image_spec(32)["resize"] is None
+    spec = deploy.image_spec(224, 256)
+    assert spec["resize"]["shorter_side"] == 256
     image = mx.nd.array(np.random.RandomState(0).randint(0, 256, (200, 300, 3)), dtype="uint8")
     assert runtime.fit_image(image, spec).shape == (224, 224, 3)
 

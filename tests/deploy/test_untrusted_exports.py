@@ -528,6 +528,10 @@ MALFORMED = {
     "size a string": lambda m: {**m, "image": {**m["image"], "size": "32x32"}},
     "size huge": lambda m: {**m, "image": {**m["image"], "size": [10 ** 9, 10 ** 9]}},
     "resize junk": lambda m: {**m, "image": {**m["image"], "resize": {"shorter": 1}}},
+    "color junk": lambda m: {**m, "image": {**m["image"], "color": "CMYK"}},
+    "color missing": lambda m: {**m, "image": {k: v for k, v in m["image"].items()
+                                               if k != "color"}},
+    "grey with RGB std": lambda m: {**m, "image": {**m["image"], "color": "L"}},
     "mean a string": lambda m: {**m, "preprocess": {**m["preprocess"], "mean": "grey"}},
     "std zero": lambda m: {**m, "preprocess": {**m["preprocess"], "std": [0, 0, 0]}},
     "format missing": lambda m: {k: v for k, v in m.items() if k != "format"},
