@@ -43,6 +43,16 @@ def add_parsers(sub):
                    "an interrupted run resumes from there")
     p.add_argument("--force", action="store_true",
                    help="replace an existing record (finished runs are reused)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                   help="train the comparison runs (degradation's ResNet-18 pair, shortcuts, "
+                   "identity) once per seed; the record gives per-seed values, mean and sd "
+                   "(default: 0; the data subset stays the same)")
+    # not choices=runs.BUDGETS: that module loads MXNet, and parsing stays light; the
+    # runner refuses other values, naming these
+    p.add_argument("--budget", default="quick",
+                   help="length of the comparison runs: quick (the scale's quick runs; cpu: "
+                   "3 epochs, 117 updates, the default) or full (the scale's length; cpu: 10 "
+                   "epochs, 390 updates)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or epoch lines")
 
     p = add_command(sub, "report", cmd_report,
@@ -81,7 +91,8 @@ def cmd_reproduce(args):
 
     done, texts = reproduce_many(args.names, args.scale, data=args.data, out=args.out,
                                  work=args.work, progress=not args.no_progress,
-                                 force=args.force, command=command_line(args))
+                                 force=args.force, command=command_line(args),
+                                 seeds=args.seeds, budget=args.budget)
     emit(args, {"experiments": done}, "\n\n".join(texts))
 
 

@@ -14,7 +14,7 @@ from gluonres.errors import GluonresError
 
 #: The reproducible experiments, in notebook order.
 EXPERIMENTS = ("degradation", "shortcuts", "bottleneck", "depth", "responses", "identity",
-               "deployment")
+               "deployment", "transfer")
 
 
 def get(name):
@@ -41,7 +41,7 @@ def reproduce(name, scale, data=None, out="results", **kwargs):
 
 
 def reproduce_many(names, scale, data=None, out="results", work=None, progress=True,
-                   force=False, command=None):
+                   force=False, command=None, seeds=(0,), budget="quick"):
     """Run experiments one after another in this process and write their records: what
     ``gluonres reproduce`` does.
 
@@ -53,7 +53,7 @@ def reproduce_many(names, scale, data=None, out="results", work=None, progress=T
         Experiments of :data:`EXPERIMENTS`, or ``['all']`` for every one.
     scale : str
         ``'smoke'``, ``'cpu'`` or ``'paper'``.
-    data, out, work, progress, force, command
+    data, out, work, progress, force, command, seeds, budget
         As for :func:`gluonres.experiments.records.reproduce`.
 
     Returns
@@ -67,18 +67,19 @@ def reproduce_many(names, scale, data=None, out="results", work=None, progress=T
     Raises
     ------
     GluonresError
-        For an unknown name, or an existing record with ``force`` off.
+        For an unknown name, an existing record with ``force`` off, or seeds or a budget
+        for an experiment without comparison runs.
     """
     from gluonres.experiments import records
 
     names = list(EXPERIMENTS) if list(names) == ["all"] else list(names)
     for name in names:
-        get(name)
+        records.check_replicates(get(name), seeds, budget)
     records.check_new_records(names, scale, out, force)
     done, texts = [], []
     for name in names:
         record = reproduce(name, scale, data=data, out=out, work=work, progress=progress,
-                           force=force, command=command)
+                           force=force, command=command, seeds=seeds, budget=budget)
         path = records.record_path(name, scale, out)
         done.append({"record": path, "experiment": name, "scale": scale,
                      "runs": record["runs"], "wall_s": record["wall_s"],

@@ -5,14 +5,19 @@ Plain networks of 20 and 56 layers, and the same networks with identity shortcut
 (ResNet-20/56, option A), trained alike on CIFAR-10: the deeper plain network ends with
 the *higher training error* (an optimisation problem, not overfitting), the deeper
 ResNet does not. The seed's ResNet-18 (the ImageNet layout with the original MXNet
-example's unit, BN after the addition) is trained with and without its shortcuts too.
+example's unit, BN after the addition) is trained with and without its shortcuts too, as
+the experiment's comparison runs: quick single runs, or under several seeds
+(``--seeds 0 1 2 --budget full``), when the record gives the pair's mean ± sd and whether
+the two are told apart. The four CIFAR networks train once (seed 0) either way.
 
 Gradient argument: in a residual unit ``h = x + F(x)``, so ``dh/dx = 1 + dF/dx`` and
 the gradient reaching an early layer is a product of factors near one; in a plain
 network it is a product of ``dF/dx`` alone. The per-layer gradient norms at
 initialisation and after training (:func:`gluonres.analysis.gradient_norms`) show it.
 """
-from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.present import (comparisons, data_line, fmt_pct, fmt_value,
+                                          history_of, is_replicated, plot_bands, plot_spread,
+                                          seeds_line, summarize, summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
 
@@ -53,31 +58,45 @@ PAPER = {
 }
 
 
+def cifar_run(model, scale):
+    """The run of a CIFAR network at the scale called ``scale`` with the four degradation
+    networks' settings (the depth experiment's ResNet-32 and -44 use them too)."""
+    if scale == "paper":
+        return RunSpec(model)
+    longer = LONGER.get(scale, {})
+    train = {**COMPRESSED_TRAIN, **({"epochs": longer["epochs"]} if longer else {})}
+    return RunSpec(model, train=train, train_images=longer.get("train_images"))
+
+
 def cifar_runs(scale):
     """The four CIFAR networks' runs at the scale called ``scale``, shared by the depth
     and response experiments (same settings, same cached runs)."""
-    if scale == "paper":
-        return [RunSpec(m) for m in CIFAR_MODELS]
-    longer = LONGER.get(scale, {})
-    train = {**COMPRESSED_TRAIN, **({"epochs": longer["epochs"]} if longer else {})}
-    return [RunSpec(m, train=train, train_images=longer.get("train_images"))
-            for m in CIFAR_MODELS]
+    return [cifar_run(m, scale) for m in CIFAR_MODELS]
+
+
+def seed_runs(runner):
+    """The seed's ResNet-18 pair: the runner's comparison runs (:meth:`Runner.quick`),
+    each trained under the runner's seeds."""
+    return [runner.quick(s) for s in SEED_RUNS]
 
 
 def runs(runner):
     """The training runs, in order: the four CIFAR networks, then the seed's ResNet-18
-    pair (quick runs of the scale)."""
-    return cifar_runs(runner.scale.name) + [runner.quick(s) for s in SEED_RUNS]
+    pair."""
+    return cifar_runs(runner.scale.name) + seed_runs(runner)
 
 
 def compute(runner):
     """Train (or reuse) every run; the record's body."""
-    done = {spec.label: runner.train(spec) for spec in runs(runner)}
+    done = {spec.label: runner.train(spec) for spec in cifar_runs(runner.scale.name)}
     models = {m: summarize(done[m]) for m in CIFAR_MODELS}
+    pair = {s.label: summarize_runs(runner.train_seeds(s)) for s in seed_runs(runner)}
     record = {
         "units": "errors in percent",
         "models": models,
-        "seed_resnet18": {s.label: summarize(done[s.label]) for s in SEED_RUNS},
+        "seed_resnet18": pair,
+        "seed_comparisons": comparisons(pair, [tuple(pair)]) + comparisons(
+            pair, [tuple(pair)], "final_train_error"),
         "gradient_norms": {m: done[m]["gradient_norms"] for m in CIFAR_MODELS},
         "paper": PAPER,
     }
@@ -119,18 +138,32 @@ def check(record):
 
 
 def table(record):
-    """Final errors beside the paper's, as text."""
-    lines = [f"{'model':<26}{'params':>10}{'train err':>11}{'train err':>11}"
-             f"{'test err':>10}{'paper test':>12}",
-             f"{'':<26}{'':>10}{'(last ep.)':>11}{'(eval)':>11}{'(all)':>10}{'(Table 6)':>12}"]
+    """Final errors beside the paper's, as text (the seed pair's as mean ± sd over seeds,
+    and whether the two are told apart, when it is replicated)."""
+    pair = record["seed_resnet18"]
+    # a replicated pair's numbers read 'mean ± sd', wider than one run's
+    w = 17 if any(map(is_replicated, pair.values())) else 10
+    lines = [f"{'model':<26}{'params':>10}{'train err':>{w + 1}}{'train err':>{w + 1}}"
+             f"{'test err':>{w}}{'paper test':>12}",
+             f"{'':<26}{'':>10}{'(last ep.)':>{w + 1}}{'(eval)':>{w + 1}}{'(all)':>{w}}"
+             f"{'(Table 6)':>12}"]
     rows = list(record["models"].items()) + [
-        (f"{k} (seed unit)", v) for k, v in record["seed_resnet18"].items()]
+        (f"{k} (seed unit)", v) for k, v in pair.items()]
     for name, m in rows:
         paper = PAPER["test_error"].get(name)
-        lines.append(f"{name:<26}{m['params']:>10,}{fmt_pct(m['final_train_error']):>11}"
-                     f"{fmt_pct(m.get('final_train_error_eval')):>11}"
-                     f"{fmt_pct(m['final_test_error']):>10}{fmt_pct(paper):>12}")
-    return "\n".join(lines)
+        lines.append(f"{name:<26}{m['params']:>10,}"
+                     f"{fmt_value(m, 'final_train_error'):>{w + 1}}"
+                     f"{fmt_value(m, 'final_train_error_eval'):>{w + 1}}"
+                     f"{fmt_value(m, 'final_test_error'):>{w}}{fmt_pct(paper):>12}")
+    return "\n".join(lines + _pair_lines(record))
+
+
+def _pair_lines(record):
+    """Under a replicated record's table: what the pair's numbers are and whether the two
+    are told apart."""
+    said = seeds_line(record["seed_resnet18"].values())
+    return ([f"(seed unit: {said})"] + [c["text"] for c in record.get("seed_comparisons", [])]
+            if said else [])
 
 
 def plot(record, which="cifar"):
@@ -144,8 +177,10 @@ def plot(record, which="cifar"):
     from gluonres.train.logs import plot_curves
 
     if which == "seed":
-        groups = {"seed's ResNet-18 (BN after addition) with and without shortcuts":
-                  record["seed_resnet18"]}
+        pair = record["seed_resnet18"]
+        if any(map(is_replicated, pair.values())):
+            return _plot_seed_pair(record, pair)
+        groups = {"seed's ResNet-18 (BN after addition) with and without shortcuts": pair}
     else:
         m = record["models"]
         groups = {"plain": {k: m[k] for k in ("plain20_cifar", "plain56_cifar")},
@@ -157,6 +192,24 @@ def plot(record, which="cifar"):
         plot_curves({label: history_of(s) for label, s in group.items()}, ax=ax)
         ax.set_title(title)
         ax.set_ylim(0, min(100, top * 1.05))
+    fig.suptitle(data_line(record), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_seed_pair(record, pair):
+    """The replicated seed pair: mean curves with the test error's ± sd band, and the
+    final test error per seed with mean ± sd."""
+    import matplotlib.pyplot as plt
+
+    from gluonres.train.logs import plot_curves
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    plot_curves({label: history_of(s) for label, s in pair.items()}, ax=axes[0])
+    plot_bands(axes[0], pair)
+    axes[0].set_title("seed's ResNet-18 (BN after addition) with and without shortcuts")
+    plot_spread(axes[1], pair)
+    axes[1].set_title("final test error per seed", fontsize=9)
     fig.suptitle(data_line(record), fontsize=9)
     fig.tight_layout()
     return fig
@@ -214,7 +267,7 @@ def gradient_ratio(record, model, when="init", first=5):
 
 def markdown(record):
     """The docs section of this record."""
-    lines = [table_markdown(record), ""]
+    lines = [table_markdown(record), ""] + [f"- {line}" for line in _pair_lines(record)]
     for c in record["claims"]:
         lines.append(f"- {'holds' if c['holds'] else 'does NOT hold'}: {c['claim']} ("
                      + ", ".join(f"{k} {v:.2f}%" for k, v in c["values"].items()) + ")")
@@ -233,8 +286,8 @@ def table_markdown(record):
     items = list(record["models"].items()) + [
         (f"{k} (seed unit: BN after addition)", v) for k, v in record["seed_resnet18"].items()]
     for name, m in items:
-        rows.append(f"| {name} | {m['params']:,} | {fmt_pct(m['final_train_error'])} | "
-                    f"{fmt_pct(m.get('final_train_error_eval'))} | "
-                    f"{fmt_pct(m['final_test_error'])} | "
+        rows.append(f"| {name} | {m['params']:,} | {fmt_value(m, 'final_train_error')} | "
+                    f"{fmt_value(m, 'final_train_error_eval')} | "
+                    f"{fmt_value(m, 'final_test_error')} | "
                     f"{fmt_pct(PAPER['test_error'].get(name))} |")
     return "\n".join(rows)

@@ -1,10 +1,16 @@
 """CIFAR-10 ResNets of increasing depth (2015 paper, Sec. 4.2, Table 6).
 
 Exact parameter counts of ResNet-20 ... ResNet-1202 beside the paper's; the recorded
-errors of the depths trained at this scale (the degradation runs; ResNet-110 at
-``paper`` scale); and ResNet-1202 built and stepped, its peak memory measured in a fresh
-process, ordinary and with gradient checkpointing (:func:`gluonres.measure.memory.memory`).
+errors of the depths trained at this scale (ResNet-20 and -56 are the degradation runs,
+ResNet-32 and -44 train with their settings: at ``cpu`` scale all 50,000 images for 16
+epochs; ResNet-110 at ``paper`` scale); at ``cpu`` scale also the 45-epoch ResNet-20 of
+``gluonres train`` (:data:`LONGER_RECORD`), where its record is, as the longer point; and
+ResNet-1202 built and stepped, its peak memory measured in a fresh process, ordinary and
+with gradient checkpointing (:func:`gluonres.measure.memory.memory`).
 """
+import json
+import os
+
 from gluonres.analysis.summary import trainable_params
 from gluonres.errors import GluonresError
 from gluonres.experiments import bottleneck, degradation
@@ -14,6 +20,11 @@ from gluonres.experiments.present import fmt_pct, summarize
 NAME = "depth"
 TITLE = "CIFAR-10 depth table: ResNet-20 to ResNet-1202 (2015, Table 6)"
 DEPTHS = (20, 32, 44, 56, 110, 1202)
+#: Depths trained with the degradation runs' settings (2015, Table 6 and Fig. 6).
+TRAINED = (20, 32, 44, 56)
+#: Per scale: a ``gluonres train`` record in the records folder whose longer run of the
+#: same data is shown beside the series (its recipe differs: cosine decay, 45 epochs).
+LONGER_RECORD = {"cpu": "resnet20_cifar-cifar10jpg.json"}
 
 PAPER = {
     "source": "He et al. 2015, Table 6: CIFAR-10 test error (%), 64k iterations, lossless "
@@ -28,10 +39,35 @@ MEMORY = {"smoke": ("resnet56_cifar", 8, 1), "cpu": ("resnet1202_cifar", 8, 1),
 
 
 def runs(scale):
-    """The trained depths: 20 and 56 (the degradation runs), and at ``paper`` scale 110
-    (the bottleneck experiment's run)."""
-    return ([s for s in degradation.cifar_runs(scale) if s.model.startswith("resnet")]
-            + [s for s in bottleneck.runs(scale) if s.model == "resnet110_cifar"])
+    """The trained depths: :data:`TRAINED` with the degradation runs' settings (20 and 56
+    are those runs), and at ``paper`` scale 110 (the bottleneck experiment's run; below
+    it that run is shorter than the series, so it is left out)."""
+    return ([degradation.cifar_run(f"resnet{d}_cifar", scale) for d in TRAINED]
+            + [s for s in bottleneck.runs(scale)
+               if s.model == "resnet110_cifar" and scale == "paper"])
+
+
+def longer_point(scale, out="results"):
+    """The :data:`LONGER_RECORD` of ``scale`` in ``out``, reduced to what the table and
+    plot show, or ``None`` when the scale has none or it is missing.
+
+    Returns
+    -------
+    dict or None
+        ``model``, ``depth``, ``iterations``, ``epochs``, ``schedule``,
+        ``final_test_error`` (%), ``command``, ``record`` (its file name).
+    """
+    name = LONGER_RECORD.get(scale)
+    path = name and os.path.join(out, name)
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        r = json.load(f)
+    return {"model": r["model"], "depth": int(r["model"][6:-6]),
+            "iterations": r["total_iterations"], "epochs": r["config"]["epochs"],
+            "schedule": r["config"]["schedule"],
+            "final_test_error": 100 * (1 - r["test_accuracy"]), "command": r["command"],
+            "record": name}
 
 
 def param_counts():
@@ -76,6 +112,7 @@ def compute(runner):
             "param_counts": param_counts(),
             "models": {run["model"]: {**summarize(run), "depth": int(run["model"][6:-6])}
                        for run in done},
+            "longer": longer_point(runner.scale.name, runner.out),
             "memory": memory(model, batch, steps), "paper": {
                 "source": PAPER["source"],
                 "params_m": {str(k): v for k, v in PAPER["params_m"].items()},
@@ -94,7 +131,17 @@ def table(record):
                      f"{m.get('iterations', ''):>12}{fmt_pct(m.get('final_train_error')):>11}"
                      f"{fmt_pct(m.get('final_test_error')):>10}"
                      f"{PAPER['test_error'][d]:>12.2f}")
-    return "\n".join(lines + ["", memory_line(record)])
+    return "\n".join(lines + _longer_lines(record) + ["", memory_line(record)])
+
+
+def _longer_lines(record):
+    """The longer point as a sentence, in a list (empty without one)."""
+    p = record.get("longer")
+    if not p:
+        return []
+    return ["", f"longer run: {p['model']}, {p['epochs']} epochs ({p['iterations']:,} "
+                f"updates, {p['schedule']} schedule), test error {p['final_test_error']:.2f}% "
+                f"({p['record']}: {p['command']})"]
 
 
 def memory_line(record):
@@ -123,6 +170,12 @@ def plot(record):
                 label=f"ours, {record['scale']} scale (JPEG CIFAR-10)")
     for d, e, it in ours:
         ax.annotate(f"{it} it.", (d, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    p = record.get("longer")
+    if p:
+        ax.semilogx([p["depth"]], [p["final_test_error"]], "D", color="C1",
+                    label=f"ours, {p['epochs']} epochs, {p['schedule']} ({p['record']})")
+        ax.annotate(f"{p['iterations']} it.", (p["depth"], p["final_test_error"]),
+                    textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.set_xlabel("depth")
     ax.set_ylabel("test error (%)")
     ax.set_xticks(depths, [str(d) for d in depths])
@@ -143,4 +196,5 @@ def markdown(record):
                     f"{m.get('iterations', '–')} | {fmt_pct(m.get('final_train_error'))} | "
                     f"{fmt_pct(m.get('final_test_error'))} | "
                     f"{PAPER['test_error'][r['depth']]:.2f} |")
-    return "\n".join(rows + ["", f"- {memory_line(record)}"])
+    longer = [f"- {line}" for line in _longer_lines(record) if line]
+    return "\n".join(rows + ["", *longer, f"- {memory_line(record)}"])

@@ -11,15 +11,25 @@ If both the shortcut ``h`` and the after-addition function ``f`` are identities,
   pre-activation, against the original unit.
 
 At ``cpu`` scale every variant is a 20-layer network (the paper: 110 and 164 layers)
-trained alike as one of the scale's quick runs (3 epochs of the 5,000-image subset): a
-short run that shows which variants fail to train, not the paper's fine differences.
-The original unit and the 1x1 convolution shortcut are the shortcut experiment's
-option A and C runs. All use option A where the
-shape changes, so only the named variant differs from the original.
+trained alike as one of the scale's comparison runs: quick (3 epochs of the 5,000-image
+subset), a short run that shows which variants fail to train, not the paper's fine
+differences; or under several seeds at the scale's length (``--seeds 0 1 2 --budget
+full``: 10 epochs), when the record gives each variant's mean ± sd and whether it is told
+apart from the original. The original unit and the 1x1 convolution shortcut are the
+shortcut experiment's option A and C runs. All use option A where the shape changes, so
+only the named variant differs from the original.
+
+The deep pair: the original unit against full pre-activation on a deeper network
+(:data:`DEEP`, ResNet-164: 2016 Table 2's right column, where the paper's gap is
+largest), one run each with the bottleneck experiment's settings, so that its original
+ResNet-164 is that experiment's run.
 """
 import numpy as np
 
-from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments import bottleneck
+from gluonres.experiments.present import (comparisons, data_line, fmt_value, history_of,
+                                          is_replicated, plot_bands, seeds_line, summarize,
+                                          summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
 
@@ -27,6 +37,9 @@ NAME = "identity"
 TITLE = "Identity mappings: shortcut and activation variants (2016, Tables 1 and 2)"
 #: The base network per scale (the paper's Tables 1-2 use ResNet-110; Table 2 also 164).
 BASE = {"smoke": "resnet20_cifar", "cpu": "resnet20_cifar", "paper": "resnet110_cifar"}
+#: The deep pair's network per scale (smoke: a 20-layer stand-in that proves the code).
+DEEP = {"smoke": "resnet20_cifar", "cpu": "resnet164_cifar", "paper": "resnet164_cifar"}
+DEEP_VARIANTS = ("original", "full_preact")
 
 #: variant name -> (get_model options, paper's figure)
 ACTIVATIONS = {
@@ -62,12 +75,20 @@ PAPER = {
 
 def runs(runner):
     """Activation variants, then the shortcut variants not already among them: the
-    scale's quick runs of its base network."""
+    scale's comparison runs (:meth:`Runner.quick`) of its base network."""
     base = BASE[runner.scale.name]
     variants = {**{name: opts for name, (opts, _) in ACTIVATIONS.items()},
                 **{name: opts for name, (opts, _) in SHORTCUT_VARIANTS.items()}}
     return {name: runner.quick(RunSpec(base, opts, label=name))
             for name, opts in variants.items()}
+
+
+def deep_runs(scale):
+    """The deep pair's runs at the scale called ``scale``: :data:`DEEP_VARIANTS` of
+    :data:`DEEP`'s network with the bottleneck experiment's settings
+    (:func:`~gluonres.experiments.bottleneck.cifar_run`)."""
+    return {name: bottleneck.cifar_run(DEEP[scale], scale, ACTIVATIONS[name][0], label=name)
+            for name in DEEP_VARIANTS}
 
 
 def param_counts(base="resnet20_cifar"):
@@ -101,28 +122,58 @@ def unit_layout(**options):
 
 
 def compute(runner):
-    specs = runs(runner)
-    done = {name: summarize(runner.train(spec)) for name, spec in specs.items()}
-    return {"units": "errors in percent", "base": BASE[runner.scale.name],
+    scale = runner.scale.name
+    done = {name: summarize_runs(runner.train_seeds(spec))
+            for name, spec in runs(runner).items()}
+    deep = {name: summarize(runner.train(spec)) for name, spec in deep_runs(scale).items()}
+    return {"units": "errors in percent", "base": BASE[scale],
             "activations": {k: done[k] for k in ACTIVATIONS},
-            "shortcuts": {k: done[k] for k in SHORTCUT_VARIANTS}, "paper": PAPER}
+            "shortcuts": {k: done[k] for k in SHORTCUT_VARIANTS},
+            # every variant against the original unit; for a record of several seeds
+            "comparisons": comparisons(done, [("original", k) for k in done
+                                              if k != "original"]),
+            "deep_base": DEEP[scale], "deep": deep, "paper": PAPER}
+
+
+def families(record):
+    """The record's families of variants: ``'activations'``, ``'shortcuts'`` and, in
+    records that have it, ``'deep'``."""
+    return [w for w in ("activations", "shortcuts", "deep") if w in record]
 
 
 def table(record, which=None):
-    """Recorded errors of one family of variants (``'activations'`` or ``'shortcuts'``;
-    default both) beside the paper's."""
+    """Recorded errors of one family of variants (``'activations'``, ``'shortcuts'`` or
+    ``'deep'``; default all the record has) beside the paper's; a replicated family's as
+    mean ± sd over seeds, followed by whether each variant is told apart from the
+    original."""
     if which is None:
-        return "\n\n".join(table(record, w) for w in ("activations", "shortcuts"))
-    lines = [f"{'variant':<30}{'params':>9}{'train err':>11}{'test err':>10}  paper "
-             + ("(2016 Table 2: ResNet-110 / 164)" if which == "activations"
-                else "(2016 Table 1: ResNet-110)")]
-    figures = ACTIVATIONS if which == "activations" else SHORTCUT_VARIANTS
-    for name, m in record[which].items():
-        paper = (f"{PAPER['table2'][name][0]:.2f} / {PAPER['table2'][name][1]:.2f}"
-                 if which == "activations" else PAPER["table1"][name])
-        lines.append(f"{name:<30}{m['params']:>9,}{fmt_pct(m['final_train_error']):>11}"
-                     f"{fmt_pct(m['final_test_error']):>10}  {paper}  [{figures[name][1]}]")
-    return "\n".join(lines)
+        return "\n\n".join(table(record, w) for w in families(record))
+    group = record[which]
+    # a replicated family's numbers read 'mean ± sd', wider than one run's
+    w = 18 if any(map(is_replicated, group.values())) else 10
+    title = {"activations": "(2016 Table 2: ResNet-110 / 164)",
+             "shortcuts": "(2016 Table 1: ResNet-110)",
+             "deep": f"(2016 Table 2: ResNet-110 / 164; ours: {record.get('deep_base')})"}
+    lines = [f"{'variant':<30}{'params':>9}{'train err':>{w + 1}}{'test err':>{w}}  paper "
+             + title[which]]
+    figures = SHORTCUT_VARIANTS if which == "shortcuts" else ACTIVATIONS
+    for name, m in group.items():
+        paper = (PAPER["table1"][name] if which == "shortcuts"
+                 else f"{PAPER['table2'][name][0]:.2f} / {PAPER['table2'][name][1]:.2f}")
+        lines.append(f"{name:<30}{m['params']:>9,}{fmt_value(m, 'final_train_error'):>{w + 1}}"
+                     f"{fmt_value(m, 'final_test_error'):>{w}}  {paper}  "
+                     f"[{figures[name][1]}]")
+    return "\n".join(lines + _replicate_lines(record, which))
+
+
+def _replicate_lines(record, which):
+    """Under a replicated family: what its numbers are and which variants are told apart
+    from the original."""
+    said = seeds_line(record[which].values())
+    if not said:
+        return []
+    return [f"({said})"] + [c["text"] for c in record.get("comparisons", [])
+                            if c["b"] in record[which]]
 
 
 def plot(record, which="activations", names=None):
@@ -135,14 +186,20 @@ def plot(record, which="activations", names=None):
     names = names or list(group)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     plot_curves({n: history_of(group[n]) for n in names}, ax=ax)
-    ax.set_title(f"{record['base']}: {which.replace('_', ' ')} variants\n{data_line(record)}",
+    plot_bands(ax, {n: group[n] for n in names})
+    base = record["deep_base"] if which == "deep" else record["base"]
+    seeds = next((group[n]["seeds"] for n in names if is_replicated(group[n])), None)
+    said = f" (mean of {len(seeds)} seeds, test error ± sd shaded)" if seeds else ""
+    ax.set_title(f"{base}: {which.replace('_', ' ')} variants{said}\n{data_line(record)}",
                  fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def bars(record):
-    """Final test error of every variant, ours beside the paper's numeric ones."""
+    """Final test error of every variant, ours beside the paper's numeric ones; for a
+    replicated record ours is the mean over seeds with ± sd error bars and each seed's
+    value as a dot."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
@@ -150,7 +207,15 @@ def bars(record):
         names = list(record[which])
         ours = [record[which][n]["final_test_error"] for n in names]
         pos = np.arange(len(names))
-        ax.barh(pos, ours, color="C0", label=f"ours ({record['base']}, {record['scale']})")
+        spreads = [record[which][n].get("spread", {}).get("final_test_error") for n in names]
+        replicated = all(spreads)
+        seeds = f"; mean ± sd of {len(spreads[0]['values'])} seeds, dots" if replicated else ""
+        ax.barh(pos, ours, color="C0", label=f"ours ({record['base']}, {record['scale']}"
+                f"{seeds})", **({"xerr": [s["sd"] for s in spreads], "capsize": 3}
+                                if replicated else {}))
+        if replicated:
+            for i, s in enumerate(spreads):
+                ax.plot(s["values"], [i] * len(s["values"]), "o", color="k", ms=3)
         if which == "activations":
             ax.barh(pos + 0.4, [PAPER["table2"][n][0] for n in names], height=0.4,
                     color="gray", label="paper, ResNet-110 (lossless)")
@@ -165,16 +230,21 @@ def bars(record):
 
 def markdown(record):
     out = []
-    for which, title in (("activations", "Activation variants (2016 Table 2: ResNet-110 / "
-                          "ResNet-164)"), ("shortcuts", "Shortcut variants (2016 Table 1: "
-                                           "ResNet-110)")):
-        out += [f"{title}, ours on {record['base']}:", "",
+    titles = {"activations": "Activation variants (2016 Table 2: ResNet-110 / ResNet-164)",
+              "shortcuts": "Shortcut variants (2016 Table 1: ResNet-110)",
+              "deep": "Original vs full pre-activation on a deeper network (2016 Table 2: "
+                      "ResNet-110 / ResNet-164)"}
+    for which in families(record):
+        base = record["deep_base"] if which == "deep" else record["base"]
+        out += [f"{titles[which]}, ours on {base}:", "",
                 "| variant | params | train error (%) | test error (%) | paper (%) |",
                 "| --- | ---: | ---: | ---: | --- |"]
         for name, m in record[which].items():
-            paper = (f"{PAPER['table2'][name][0]:.2f} / {PAPER['table2'][name][1]:.2f}"
-                     if which == "activations" else PAPER["table1"][name])
-            out.append(f"| {name} | {m['params']:,} | {fmt_pct(m['final_train_error'])} | "
-                       f"{fmt_pct(m['final_test_error'])} | {paper} |")
+            paper = (PAPER["table1"][name] if which == "shortcuts"
+                     else f"{PAPER['table2'][name][0]:.2f} / {PAPER['table2'][name][1]:.2f}")
+            out.append(f"| {name} | {m['params']:,} | {fmt_value(m, 'final_train_error')} | "
+                       f"{fmt_value(m, 'final_test_error')} | {paper} |")
+        said = _replicate_lines(record, which)
+        out += [""] + [f"- {line}" for line in said] if said else []
         out.append("")
     return "\n".join(out).rstrip()

@@ -7,9 +7,16 @@ import os
 import time
 
 from gluonres._files import json_default, refuse_existing, write_text
+from gluonres.errors import GluonresError
 from gluonres.experiments.runs import Runner
 from gluonres.experiments.scales import DATA_ENV, DATA_HELP, get_scale
 from gluonres.machine import machine, utc_now
+
+
+#: The experiments whose comparison runs (:meth:`Runner.quick`, :meth:`Runner.train_seeds`)
+#: take seeds and a budget: degradation's ResNet-18 pair, the shortcut options, the 2016
+#: variants.
+REPLICATED = ("degradation", "shortcuts", "identity")
 
 
 def record_path(name, scale, out="results"):
@@ -87,7 +94,7 @@ def write_record(name, title, scale, command, compute, out="results"):
 
 
 def reproduce(module, scale, data=None, out="results", work=None, progress=True,
-              force=False, command=None):
+              force=False, command=None, seeds=(0,), budget="quick"):
     """Run an experiment module at a scale and write its record.
 
     Parameters
@@ -106,30 +113,57 @@ def reproduce(module, scale, data=None, out="results", work=None, progress=True,
         Replace an existing record (finished runs are reused either way).
     command : str, optional
         The command line to record; default: the equivalent ``gluonres reproduce``.
+    seeds : sequence of int, default (0,)
+        Seeds of the comparison runs of an experiment in :data:`REPLICATED`; with several,
+        its record gives their per-seed values, mean and spread.
+    budget : {'quick', 'full'}, default 'quick'
+        Length of its comparison runs (:data:`~gluonres.experiments.runs.BUDGETS`).
 
     Returns
     -------
     dict
-        The record written to ``out/NAME-SCALE.json``.
+        The record written to ``out/NAME-SCALE.json``; with other than the default seeds
+        or budget, it says which (``seeds``, ``budget``).
 
     Raises
     ------
     GluonresError
-        If the record exists and ``force`` is off, for an unknown scale, or missing data.
+        If the record exists and ``force`` is off, for an unknown scale, missing data, or
+        seeds or a budget for an experiment without comparison runs.
     """
     scale = get_scale(scale)
+    check_replicates(module, seeds, budget)
     check_new_records([module.NAME], scale.name, out, force)
-    runner = Runner(scale, data, out, work, progress)
+    runner = Runner(scale, data, out, work, progress, seeds=seeds, budget=budget)
+    replicated = {"seeds": list(runner.seeds), "budget": budget} \
+        if (list(runner.seeds), budget) != ([0], "quick") else {}
     if command is None:
         command = f"gluonres reproduce {module.NAME} --scale {scale.name}"
         command += f" --data {data}" if data else ""
+        if replicated:
+            command += (f" --seeds {' '.join(map(str, runner.seeds))} --budget {budget}")
 
     def compute():
         body = module.compute(runner)
-        body = {"data": _data_of(runner), "runs": runner.used, **body}
+        body = {"data": _data_of(runner), "runs": runner.used, **replicated, **body}
         return {**body, "training_s": _training_seconds(body)}
 
     return write_record(module.NAME, module.TITLE, scale, command, compute, out)
+
+
+def check_replicates(module, seeds=(0,), budget="quick"):
+    """Refuse seeds or a budget for an experiment whose runs do not take them (it has no
+    comparison runs: its runs are single and as long as the scale says).
+
+    Raises
+    ------
+    GluonresError
+        Naming the experiments that take them.
+    """
+    if (list(seeds), budget) != ([0], "quick") and module.NAME not in REPLICATED:
+        raise GluonresError(f"{module.NAME} has no comparison runs to replicate or lengthen; "
+                            f"drop --seeds and --budget for it (they apply to "
+                            f"{', '.join(REPLICATED)})")
 
 
 def _data_of(runner):
@@ -173,6 +207,11 @@ def provenance(record):
              f"machine: {m.get('cpu')}, {m.get('cores')} cores, OMP_NUM_THREADS="
              f"{m.get('omp_num_threads')}, mxnet {m.get('mxnet')}; finished "
              f"{record['finished']}, training {record.get('training_s', 0) / 60:.0f} min"]
+    if record.get("seeds"):
+        seeds = record["seeds"]
+        lines.append(f"comparison runs: {record['budget']} budget, seed"
+                     + (f"s {', '.join(map(str, seeds))}; their numbers are mean ± sd over "
+                        "the seeds" if len(seeds) > 1 else f" {seeds[0]}"))
     if d:
         lines.append(f"data: {d['spec']}, {d['train_images']:,} training images"
                      f"{other_runs(d)}, curves on {d['curve_test_images']:,} test images, "

@@ -26,8 +26,9 @@ PAPER = {
 
 
 def runs(scale):
-    """Plain-20/56, ResNet-20/56 (the degradation runs), and at ``paper`` scale also
-    ResNet-110 (the bottleneck experiment's run; not trained at the smaller scales)."""
+    """Plain-20/56, ResNet-20/56 (the degradation runs), and at the scales that train it
+    ResNet-110 (the bottleneck experiment's run; at ``cpu`` scale shorter than the others,
+    as the plot's label says)."""
     return degradation.cifar_runs(scale) + [
         s for s in bottleneck.runs(scale) if s.model == "resnet110_cifar"]
 

@@ -1,6 +1,7 @@
 """Training runs shared between experiments: :class:`RunSpec` names one, the
 :class:`Runner` trains it once per scale and keeps its summary in
-``results/runs/SCALE/KEY.json``.
+``results/runs/SCALE/KEY.json``; :meth:`Runner.train_seeds` trains one spec under each of
+the runner's seeds (replicates).
 """
 import dataclasses
 import json
@@ -37,6 +38,10 @@ class RunSpec:
     train_images : int, optional
         Size of this run's seeded, class-balanced training subset (default: the
         scale's).
+    seed : int, default 0
+        :attr:`~gluonres.train.TrainConfig.seed`: initial weights, batch order and
+        augmentation. The data subsets do not change with it (they are drawn with seed 0
+        for every run), so replicates differ only in what training draws.
     """
 
     model: str
@@ -44,18 +49,24 @@ class RunSpec:
     train: dict = dataclasses.field(default_factory=dict)
     label: str = None
     train_images: int = None
+    seed: int = 0
 
     def __post_init__(self):
         self.label = self.label or self.model
+        if "seed" in self.train:
+            raise GluonresError(f"{self.model}: pass the seed as RunSpec(seed=...), not in "
+                                "train=, so that replicates are named alike")
 
     @property
     def key(self):
-        """File-name-safe identity: model, then sorted options and overrides."""
+        """File-name-safe identity: model, then sorted options and overrides, then the
+        seed unless it is 0 (so seed-0 runs keep the keys they had before seeds)."""
         parts = [self.model] + ([f"images-{self.train_images}"] if self.train_images else [])
         for k, v in sorted({**self.options, **self.train}.items()):
             if isinstance(v, dict):
                 v = "_".join(f"{a}{b}" for a, b in sorted(v.items()))
             parts.append(f"{k}-{v}")
+        parts += [f"seed-{self.seed}"] if self.seed else []
         return re.sub(r"[^A-Za-z0-9._-]", "_", "__".join(parts))
 
     def build(self, classes):
@@ -144,6 +155,12 @@ def _nd(images):
     return mx.nd.array(images, dtype="uint8")
 
 
+#: Lengths of an experiment's comparison runs (the specs passed through
+#: :meth:`Runner.quick`): ``quick`` applies the scale's ``quick`` overrides (``cpu``: 3
+#: epochs, 117 updates), ``full`` trains them as long as the scale's other runs (``cpu``: 10
+#: epochs, 390 updates), long enough for seeds to be compared.
+BUDGETS = ("quick", "full")
+
 #: Per-epoch fields a run keeps for the curves.
 CURVE_FIELDS = ("epoch", "iteration", "lr", "train_loss", "train_error_pct", "test_error_pct",
                 "img_s", "seconds")
@@ -164,12 +181,29 @@ class Runner:
         ``runs/reproduce``.
     progress : bool, default True
         Progress bars and per-epoch lines on standard error.
+    seeds : sequence of int, default (0,)
+        Seeds of :meth:`train_seeds`: the experiment's replicated runs are trained once
+        per seed.
+    budget : {'quick', 'full'}, default 'quick'
+        Length of the comparison runs (:data:`BUDGETS`, :meth:`quick`).
+
+    Raises
+    ------
+    GluonresError
+        For no seeds, a repeated or negative seed, or an unknown budget.
     """
 
-    def __init__(self, scale, data=None, out="results", work=None, progress=True):
+    def __init__(self, scale, data=None, out="results", work=None, progress=True, seeds=(0,),
+                 budget="quick"):
         self.scale, self.data_spec, self.out = scale, data, out
         self.work = work or os.path.join("runs", "reproduce")
         self.progress = progress
+        self.seeds, self.budget = tuple(seeds), budget
+        if not self.seeds or len(set(self.seeds)) < len(self.seeds) or min(self.seeds) < 0:
+            raise GluonresError(f"seeds {list(seeds)} must be distinct and 0 or more; pass "
+                                "e.g. --seeds 0 1 2")
+        if budget not in BUDGETS:
+            raise GluonresError(f"unknown budget {budget!r}; pass one of {', '.join(BUDGETS)}")
         self.used = []  # run keys, in order
         self.data_used = []  # descriptions of the data the runs trained on, first use first
         self._data = None
@@ -182,9 +216,25 @@ class Runner:
         return self._data
 
     def quick(self, spec):
-        """``spec`` as one of this scale's quick runs (its ``quick`` overrides applied
-        under the spec's own)."""
+        """``spec`` as one of the experiment's comparison runs: with the ``quick`` budget
+        the scale's ``quick`` overrides applied under the spec's own; with ``full`` the
+        spec as it is (the scale's length)."""
+        if self.budget == "full":
+            return spec
         return dataclasses.replace(spec, train={**self.scale.quick, **spec.train})
+
+    def train_seeds(self, spec):
+        """:meth:`train` ``spec`` under each of the runner's seeds, in order.
+
+        Each seed is a run of its own (key ``...__seed-N``, seed 0 keeping the plain
+        key): finished ones are reused, interrupted ones resume.
+
+        Returns
+        -------
+        list of dict
+            The runs, one per seed.
+        """
+        return [self.train(dataclasses.replace(spec, seed=seed)) for seed in self.seeds]
 
     def run_path(self, spec):
         return os.path.join(self.out, "runs", self.scale.name, f"{spec.key}.json")
@@ -212,7 +262,7 @@ class Runner:
         described = d.describe()
         if described not in self.data_used:
             self.data_used.append(described)
-        config = self.scale.config(spec.model, d.data.hflip, **spec.train)
+        config = self.scale.config(spec.model, d.data.hflip, **spec.train, seed=spec.seed)
         # where the data came from (its path) may differ; what it is may not
         identity = {"model": spec.model, "options": spec.options, "config": config.to_dict(),
                     "data": {k: v for k, v in described.items()
@@ -222,7 +272,7 @@ class Runner:
             with open(path) as f:
                 kept = json.load(f)
             for key, value in identity.items():
-                if _jsonable(kept.get(key)) != _jsonable(value):
+                if _comparable(key, kept.get(key)) != _comparable(key, value):
                     raise GluonresError(
                         f"{path} was trained with other {key} ({kept.get(key)!r} here, "
                         f"{value!r} now); delete it to train again, or run with the "
@@ -270,6 +320,19 @@ class Runner:
 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=json_default))
+
+
+def _comparable(key, value):
+    """A run's identity field ``key`` as compared with a kept run's: training settings
+    added since a run was made count at their defaults (it trained with what they default
+    to: plain SGD before ``optimizer``, no smoothing before ``label_smoothing``), and the
+    data's caveat is wording, not data."""
+    value = _jsonable(value)
+    if key == "config" and isinstance(value, dict):
+        value = {**_jsonable(training.TrainConfig().to_dict()), **value}
+    if key == "data" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k != "note"}
+    return value
 
 
 def _log(enabled, message):

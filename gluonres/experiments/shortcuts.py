@@ -9,12 +9,16 @@ Where a stage changes the shape, a shortcut must match dimensions:
 
 Parameters and multiply-adds are read off the graph for ResNet-34 (the paper's
 Table 3) and ResNet-20 on CIFAR-10 (whose 2015 runs use option A); the three options of
-ResNet-20 are trained alike, as the scale's quick runs.
+ResNet-20 are trained alike, as the scale's comparison runs: quick single runs, or under
+several seeds (``--seeds 0 1 2 --budget full``), when the record gives each option's
+mean ± sd and whether the options are told apart.
 """
 import numpy as np
 
 from gluonres.analysis.summary import summary
-from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.present import (comparisons, data_line, fmt_value, history_of,
+                                          is_replicated, plot_bands, plot_spread, seeds_line,
+                                          summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
 
@@ -87,33 +91,58 @@ def zero_pad_example():
     return x.asnumpy(), ZeroPadShortcut(2, 4, 2)(x).asnumpy()
 
 
+#: Pairs whose test errors a replicated record compares.
+PAIRS = [("A", "B"), ("B", "C"), ("A", "C")]
+
+
 def compute(runner):
-    done = [runner.train(spec) for spec in runs(runner)]
-    return {"units": "errors in percent",
-            "models": {o: summarize(run) for o, run in zip(OPTIONS, done)},
-            "counts": counts(), "paper": PAPER}
+    done = [runner.train_seeds(spec) for spec in runs(runner)]
+    models = {o: summarize_runs(seeded) for o, seeded in zip(OPTIONS, done)}
+    return {"units": "errors in percent", "models": models,
+            "comparisons": comparisons(models, PAIRS), "counts": counts(), "paper": PAPER}
 
 
 def table(record):
-    """Recorded CIFAR errors of A/B/C beside the paper's ImageNet numbers."""
-    lines = [f"{'option':<8}{'params':>10}{'train err':>11}{'test err':>10}"
+    """Recorded CIFAR errors of A/B/C beside the paper's ImageNet numbers (mean ± sd over
+    seeds, and whether the options are told apart, for a replicated record)."""
+    models = record["models"]
+    # a replicated record's numbers read 'mean ± sd', wider than one run's
+    w = 18 if any(map(is_replicated, models.values())) else 10
+    lines = [f"{'option':<8}{'params':>10}{'train err':>{w + 1}}{'test err':>{w}}"
              f"{'paper ResNet-34 top-1 / top-5 (ImageNet)':>44}"]
-    for o, m in record["models"].items():
-        lines.append(f"{o:<8}{m['params']:>10,}{fmt_pct(m['final_train_error']):>11}"
-                     f"{fmt_pct(m['final_test_error']):>10}"
+    for o, m in models.items():
+        lines.append(f"{o:<8}{m['params']:>10,}{fmt_value(m, 'final_train_error'):>{w + 1}}"
+                     f"{fmt_value(m, 'final_test_error'):>{w}}"
                      f"{PAPER['top1'][o]:>36.2f} / {PAPER['top5'][o]:.2f}")
-    return "\n".join(lines)
+    return "\n".join(lines + _replicate_lines(record))
+
+
+def _replicate_lines(record):
+    """Under a replicated record's tables: what its numbers are and the comparisons."""
+    said = seeds_line(record["models"].values())
+    return ([f"({said})"] + [c["text"] for c in record.get("comparisons", [])]
+            if said else [])
 
 
 def plot(record):
-    """Training and test error curves of the three options."""
+    """Training and test error curves of the three options; for a replicated record the
+    mean curves with the test error's ± sd band, and beside them each option's final
+    test error per seed with mean ± sd."""
     import matplotlib.pyplot as plt
 
     from gluonres.train.logs import plot_curves
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    plot_curves({f"option {o}": history_of(m) for o, m in record["models"].items()}, ax=ax)
+    models = {f"option {o}": m for o, m in record["models"].items()}
+    replicated = any(map(is_replicated, models.values()))
+    fig, axes = plt.subplots(1, 1 + replicated, figsize=(7 + 5 * replicated, 4.2),
+                             squeeze=False)
+    ax = axes[0][0]
+    plot_curves({label: history_of(m) for label, m in models.items()}, ax=ax)
     ax.set_title(f"ResNet-20, shortcut options A/B/C\n{data_line(record)}", fontsize=9)
+    if replicated:
+        plot_bands(ax, models)
+        plot_spread(axes[0][1], models)
+        axes[0][1].set_title("final test error per seed", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -122,9 +151,11 @@ def markdown(record):
     rows = ["| ResNet-20 option | params | train error (%) | test error (%) | paper: ResNet-34 "
             "top-1 / top-5 (%), ImageNet, Table 3 |", "| --- | ---: | ---: | ---: | ---: |"]
     for o, m in record["models"].items():
-        rows.append(f"| {o} | {m['params']:,} | {fmt_pct(m['final_train_error'])} | "
-                    f"{fmt_pct(m['final_test_error'])} | {PAPER['top1'][o]:.2f} / "
+        rows.append(f"| {o} | {m['params']:,} | {fmt_value(m, 'final_train_error')} | "
+                    f"{fmt_value(m, 'final_test_error')} | {PAPER['top1'][o]:.2f} / "
                     f"{PAPER['top5'][o]:.2f} |")
+    said = _replicate_lines(record)
+    rows += [""] + [f"- {line}" for line in said] if said else []
     rows += ["", "| model | option | params | mult-adds |", "| --- | --- | ---: | ---: |"]
     rows += [f"| {r['model']} | {r['option']} | {r['params']:,} | {r['macs']:,} |"
              for r in record["counts"]]

@@ -272,7 +272,9 @@ def test_degradation_warms_up_alike_below_paper_scale():
         configs = {scales.get_scale(scale).config(s.model, **s.train).warmup for s in specs}
         assert configs == ({"none"} if scale == "paper" else {"error"})
         assert all(s in specs for s in responses.runs(scale)[:4])
-        assert all(s in specs + bottleneck.runs(scale) for s in depth.runs(scale))
+        # depth: the degradation runs, ResNet-32 and -44 with their settings, and 110
+        series = [degradation.cifar_run(f"resnet{d}_cifar", scale) for d in (32, 44)]
+        assert all(s in specs + series + bottleneck.runs(scale) for s in depth.runs(scale))
     # at cpu scale the four train longer, on all of the training set
     assert {(s.train_images, s.train["epochs"]) for s in degradation.cifar_runs("cpu")} == {
         (50_000, 16)}
@@ -324,7 +326,7 @@ def test_kept_run_with_other_settings_is_refused(smoke):
 def test_results_page(smoke, tmp_path):
     out, _ = smoke
     page = results_page(str(out), scales=("smoke",))
-    assert "compression artifacts" in page  # the JPEG caveat heads the page
+    assert "stored as JPEG" in page  # the JPEG caveat heads the page
     for name in experiments.EXPERIMENTS:
         assert experiments.get(name).TITLE in page
     assert "| plain56_cifar |" in page

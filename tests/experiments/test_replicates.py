@@ -1,0 +1,215 @@
+"""Replicated runs: seeds in run keys, the record of a replicated experiment (per-seed
+values, mean, spread), the distinguishability rule, and the section-4 run definitions."""
+import dataclasses
+import json
+
+import pytest
+
+from gluonres.errors import GluonresError
+from gluonres.experiments import (bottleneck, degradation, depth, identity, present,
+                                  records, runs, scales, shortcuts)
+
+from helpers import REPO
+
+
+CPU = scales.SCALES["cpu"]
+
+
+# ------------------------------------------------------------------ keys
+def test_seed_zero_keeps_the_keys_of_the_kept_runs():
+    """Seed 0 adds nothing to a key, so every kept cpu run is still found under its name;
+    another seed is a run of its own."""
+    spec = runs.RunSpec("resnet20_cifar", train={"epochs": 3})
+    assert spec.key == "resnet20_cifar__epochs-3"
+    assert dataclasses.replace(spec, seed=1).key == "resnet20_cifar__epochs-3__seed-1"
+    runner = runs.Runner(CPU)
+    specs = (shortcuts.runs(runner) + list(identity.runs(runner).values())
+             + degradation.runs(runner))
+    kept = REPO / "results" / "runs" / "cpu"
+    assert {s.key for s in specs} == {p.stem for p in kept.glob("*.json")}
+
+
+def test_seed_is_the_runs_not_a_training_override():
+    with pytest.raises(GluonresError, match="RunSpec\\(seed=...\\)"):
+        runs.RunSpec("resnet20_cifar", train={"seed": 1})
+
+
+def test_full_budget_drops_the_quick_overrides():
+    """cpu: quick runs are 3 epochs (117 updates); the full budget is the scale's 10
+    (390 updates)."""
+    spec = runs.RunSpec("resnet20_cifar", {"shortcut": "B"})
+    assert runs.Runner(CPU).quick(spec).train == {"epochs": 3}
+    full = runs.Runner(CPU, budget="full").quick(spec)
+    assert full.key == "resnet20_cifar__shortcut-B"
+    config = CPU.config(full.model, **full.train)
+    assert config.epochs * (CPU.train_images // CPU.batch_size) == 390
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"seeds": (0, 0)}, "distinct"), ({"seeds": ()}, "distinct"),
+    ({"seeds": (-1,)}, "distinct"), ({"budget": "long"}, "quick, full")])
+def test_runner_refuses_bad_seeds_and_budgets(kwargs, match):
+    with pytest.raises(GluonresError, match=match):
+        runs.Runner(CPU, **kwargs)
+
+
+def test_seeds_are_refused_where_nothing_is_compared(tmp_path, cli):
+    """Before anything runs: depth has no comparison runs to replicate."""
+    with pytest.raises(GluonresError, match="drop --seeds .* degradation, shortcuts, identity"):
+        records.reproduce(depth, "smoke", out=str(tmp_path), seeds=(0, 1))
+    proc = cli("reproduce", "depth", "shortcuts", "--scale", "smoke", "--budget", "full",
+               "--out", tmp_path)
+    assert proc.returncode == 2 and "drop --seeds and --budget" in proc.stderr
+    proc = cli("reproduce", "shortcuts", "--scale", "smoke", "--budget", "long", "--out",
+               tmp_path)
+    assert proc.returncode == 2 and "pass one of quick, full" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ statistics
+def test_distinguishable_on_hand_made_numbers():
+    a, b = [10.0, 10.5, 11.0], [14.0, 14.5, 15.0]  # means 10.5 and 14.5, sd 0.5 each
+    assert present.distinguishable(a, b) and present.distinguishable(b, a)
+    assert "distinguishable: A is lower" in present.verdict("A", a, "B", b)
+    # mean ± 2 sd: [9.5, 11.5] against [10.5, 12.5]
+    close = [11.0, 11.5, 12.0]
+    assert not present.distinguishable(a, close)
+    text = present.verdict("A", a, "C", close)
+    assert "not distinguishable at this budget" in text
+    assert "10.50 ± 0.50 vs 11.50 ± 0.50, mean ± sd of 3 seeds" in text
+    # disjoint ranges are not enough with three seeds: [9.8, 10.6] against [10.3, 11.1]
+    assert not present.distinguishable([10.0, 10.2, 10.4], [10.5, 10.7, 10.9])
+    s = present.spread([3.0, 1.0, 2.0])
+    assert (s["mean"], s["sd"], s["min"], s["max"]) == (2.0, 1.0, 1.0, 3.0)
+    with pytest.raises(GluonresError, match="two seeds or more"):
+        present.spread([1.0])
+
+
+def _fake_run(seed, test_errors, train_errors):
+    return {"label": "x", "model": "resnet20_cifar", "options": {}, "key": f"k{seed}",
+            "config": {"seed": seed}, "iterations": 8, "data": {"train_images": 64},
+            "params": 10, "train_img_s": 100.0 + seed, "wall_s": 1.0 + seed,
+            "final_train_error": train_errors[-1], "final_train_error_eval": None,
+            "final_test_error": test_errors[-1],
+            "epochs": [{"epoch": e + 1, "train_error_pct": tr, "test_error_pct": te,
+                        "lr": 0.1} for e, (tr, te) in enumerate(zip(train_errors,
+                                                                      test_errors))]}
+
+
+def test_summary_of_seeds():
+    one = _fake_run(0, [50.0, 40.0], [60.0, 45.0])
+    assert present.summarize_runs([one]) == present.summarize(one)
+    runs_ = [one, _fake_run(1, [54.0, 44.0], [62.0, 47.0])]
+    s = present.summarize_runs(runs_)
+    assert s["seeds"] == [0, 1] and [p["key"] for p in s["per_seed"]] == ["k0", "k1"]
+    assert s["final_test_error"] == 42.0 and s["spread"]["final_test_error"]["values"] == [
+        40.0, 44.0]
+    assert "final_train_error_eval" not in s["spread"]  # not measured: no spread of None
+    assert s["curve"]["test_error_pct"] == [52.0, 42.0]
+    assert s["curve"]["test_error_sd"] == pytest.approx([2 ** 1.5] * 2)
+    assert s["curve"]["train_error_pct"][-1] == s["final_train_error"]
+    # a record's training time counts each seed's run once
+    assert records._training_seconds({"models": {"x": s}}) == 3.0
+
+
+# ------------------------------------------------------------------ a replicated record
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("replicates")
+    record = records.reproduce(shortcuts, "smoke", out=str(out), work=str(out / "work"),
+                               progress=False, seeds=(0, 1), budget="full")
+    return out, record
+
+
+def test_replicated_record_has_per_seed_values_mean_and_spread(replicated):
+    out, record = replicated
+    files = sorted(p.stem for p in (out / "runs" / "smoke").glob("*.json"))
+    assert files == sorted(["resnet20_cifar", "resnet20_cifar__seed-1",
+                            "resnet20_cifar__shortcut-B", "resnet20_cifar__shortcut-B__seed-1",
+                            "resnet20_cifar__shortcut-C", "resnet20_cifar__shortcut-C__seed-1"])
+    on_disk = json.loads((out / "shortcuts-smoke.json").read_text())
+    assert on_disk["seeds"] == [0, 1] and on_disk["budget"] == "full"
+    assert on_disk["command"].endswith("--seeds 0 1 --budget full")
+    for option, m in on_disk["models"].items():
+        assert [p["seed"] for p in m["per_seed"]] == m["seeds"] == [0, 1]
+        s = m["spread"]["final_test_error"]
+        assert s["values"] == [p["final_test_error"] for p in m["per_seed"]]
+        assert s["mean"] == pytest.approx(sum(s["values"]) / 2) == m["final_test_error"]
+        assert s["min"] <= s["mean"] <= s["max"] and s["sd"] >= 0
+    # seeds draw different weights, batches and augmentation from the same data
+    a = on_disk["models"]["A"]["per_seed"]
+    assert a[0]["curve"]["train_error_pct"] != a[1]["curve"]["train_error_pct"]
+    assert a[0]["train_images"] == a[1]["train_images"]
+    assert [(c["a"], c["b"]) for c in on_disk["comparisons"]] == shortcuts.PAIRS
+    assert on_disk["training_s"] == pytest.approx(sum(
+        p["wall_s"] for m in on_disk["models"].values() for p in m["per_seed"]))
+
+
+def test_replicated_record_renders_mean_and_spread(replicated):
+    _, record = replicated
+    text = shortcuts.table(record)
+    assert "±" in text and "(mean ± sd over seeds 0, 1; two variants are told apart" in text
+    assert "A vs B, test error:" in text
+    assert "- A vs C, test error:" in shortcuts.markdown(record)
+    assert "comparison runs: full budget, seeds 0, 1" in records.provenance(record)
+    import matplotlib
+    matplotlib.use("Agg")
+    fig = shortcuts.plot(record)
+    assert len(fig.axes) == 2  # the curves and the per-seed errors with error bars
+
+
+def test_finished_seeds_are_reused(replicated):
+    out, record = replicated
+    again = records.reproduce(shortcuts, "smoke", out=str(out), work=str(out / "work"),
+                              progress=False, force=True, seeds=(0, 1), budget="full")
+    assert again["models"] == record["models"]
+
+
+def test_runs_kept_from_before_new_settings_are_reused(replicated):
+    """The committed cpu runs predate the optimizer and label-smoothing settings and the
+    present JPEG caveat's wording: they trained with what those default to, so they are
+    reused; a setting that differs is still refused."""
+    out, _ = replicated
+    path = out / "runs" / "smoke" / "resnet20_cifar.json"
+    kept = json.loads(path.read_text())
+    for name in ("optimizer", "label_smoothing"):
+        del kept["config"][name]
+    kept["data"]["note"] = "older wording of the caveat"
+    path.write_text(json.dumps(kept))
+    runner = runs.Runner(scales.SCALES["smoke"], out=str(out), progress=False)
+    spec = runs.RunSpec("resnet20_cifar", label="option A")
+    assert runner.train(spec)["wall_s"] == kept["wall_s"]  # reused, not trained
+    kept["config"]["momentum"] = 0.5
+    path.write_text(json.dumps(kept))
+    with pytest.raises(GluonresError, match="other config"):
+        runner.train(spec)
+
+
+# ------------------------------------------------------------------ section 4
+def test_section4_runs_are_defined_at_cpu_scale():
+    """Depth: ResNet-20/32/44/56 alike (all 50,000 images, 16 epochs, warm-up); the
+    bottleneck pair and the 2016 deep pair: 8 epochs, the pair's original ResNet-164
+    being the identity experiment's."""
+    series = depth.runs("cpu")
+    assert [s.model for s in series] == [f"resnet{d}_cifar" for d in (20, 32, 44, 56)]
+    assert {(s.train_images, s.train["epochs"], s.train["warmup"]) for s in series} == {
+        (50_000, 16, "error")}
+    assert series[0] in degradation.cifar_runs("cpu") and series[3] in degradation.cifar_runs(
+        "cpu")
+    pair = bottleneck.runs("cpu")
+    assert [s.key for s in pair] == ["resnet110_cifar__images-50000__epochs-8__warmup-error",
+                                     "resnet164_cifar__images-50000__epochs-8__warmup-error"]
+    deep = identity.deep_runs("cpu")
+    assert deep["original"].key == pair[1].key
+    assert deep["full_preact"].options == {"arrangement": "full_preact", "shortcut": "A"}
+    assert deep["full_preact"].train == pair[1].train
+    # the paper scale keeps its keys
+    assert [s.key for s in bottleneck.runs("paper")] == [
+        "resnet110_cifar__warmup-error", "resnet164_cifar__warmup-error"]
+
+
+def test_depth_shows_the_longer_resnet20_run():
+    p = depth.longer_point("cpu", str(REPO / "results"))
+    assert (p["depth"], p["epochs"], p["iterations"]) == (20, 45, 17_550)
+    assert p["final_test_error"] == pytest.approx(13.74)
+    assert depth.longer_point("smoke", str(REPO / "results")) is None
