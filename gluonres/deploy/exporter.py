@@ -34,7 +34,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon.parameter import DeferredInitializationError
 
-from gluonres import io
+from gluonres import io, pretrained
 from gluonres._untrusted import printable
 from gluonres._files import check_writable, sha256_of
 from gluonres.data.images import COLOR_OF
@@ -493,8 +493,8 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, size=None,
     model : str
         Registered name.
     weights : str, optional
-        A gluonres ``.params`` file, an exported ``NAME-0000.params`` or a reference
-        ``.npz``; without it the weights are fresh (seeded He initialisation) and the
+        A gluonres ``.params`` file, an exported ``NAME-0000.params``, a reference
+        ``.npz`` or ``'pretrained'`` (the weights shipped for ``model``); without it the weights are fresh (seeded He initialisation) and the
         export records no preprocessing unless ``mean`` and ``std`` are given.
     mean, std : sequence of float, optional
         Override the normalisation the weights record, one value per input channel
@@ -514,6 +514,7 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, size=None,
         ``preprocess``, ``classes``, ``shorter_side`` and ``source`` for :func:`export`.
     """
     if weights:  # the classes, size and channels from the weights' metadata, as evaluate
+        weights = pretrained.resolve(weights, model)
         net, meta = io.model_for_weights(model, weights, size=size, **model_kwargs)
         return net, weights_export_settings(net, weights, meta, mean, std)
     net = io.sized_model(model, size, **model_kwargs)
