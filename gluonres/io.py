@@ -121,6 +121,7 @@ def read_weights(path, expected=None):
     GluonresError
         If the file is missing, truncated or not a weights file.
     """
+    path = os.fspath(path)  # a pathlib.Path too
     if not os.path.isfile(path):
         raise GluonresError(f"weights file {path!r} does not exist; pass the path of a "
                             ".params or reference .npz file")

@@ -84,4 +84,4 @@ def weights_path(model, verify=True):
 
 def resolve(weights, model):
     """``weights`` as a path: :data:`NAME` means ``model``'s shipped file."""
-    return weights_path(model) if weights == NAME else weights
+    return weights_path(model) if isinstance(weights, str) and weights == NAME else weights
