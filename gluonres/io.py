@@ -311,6 +311,17 @@ def run_at(net, size):
     """``net``, checked to take ``size`` x ``size`` images, reporting that size in its
     :func:`~gluonres.models.model_info` (the size it is trained and exported at).
 
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+    size : int or None
+        ``None`` or the size it reports already: ``net`` unchanged.
+
+    Returns
+    -------
+    mxnet.gluon.HybridBlock
+        ``net`` itself.
+
     Raises
     ------
     GluonresError
@@ -361,6 +372,14 @@ def model_for_weights(model, path, size=None, **model_kwargs):
     recorded_size = recorded.pop("size", None)
     net = sized_model(model, recorded_size if size is None else size,
                       **{**recorded, **model_kwargs})
+    size = model_info(net).input_size
+    mean_image = (meta.get("preprocess") or {}).get("mean_image")
+    if mean_image is not None and len(np.shape(mean_image)) == 3 \
+            and np.shape(mean_image)[1] != size:
+        side = np.shape(mean_image)[1]
+        raise GluonresError(f"{path!r} normalises with a {side}x{side} per-pixel mean image, "
+                            f"so it runs on {side}x{side} images only; leave --size out (or "
+                            "train with --normalize channel for weights that take any size)")
     set_weights(net, arrays, meta, repr(path))
     return net, meta
 
@@ -373,8 +392,10 @@ def recorded_options(model, meta):
     so that models without that builder option still load."""
     own = model_spec(model).in_channels
     options = meta.get("model_options") or {}
+    plain = (str, int, float, bool, type(None))
     if not isinstance(options, dict) or not all(
-            isinstance(k, str) and isinstance(v, (str, int, float, bool))
+            isinstance(k, str) and (isinstance(v, plain) or isinstance(v, dict) and all(
+                isinstance(a, str) and isinstance(b, plain) for a, b in v.items()))
             for k, v in options.items()):
         raise GluonresError('the weights\' "model_options" is not a mapping of builder '
                             "options to plain values; save the weights again")

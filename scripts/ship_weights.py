@@ -12,7 +12,7 @@ import sys
 
 from gluonres import io, pretrained
 from gluonres._files import sha256_of, write_text
-from gluonres.data.arrays import JPEG_CAVEAT
+from gluonres.data import JPEG_CAVEAT
 
 
 def card_of(record, weights, record_path):
@@ -72,7 +72,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     with open(args.record) as f:
         record = json.load(f)
-    weights = os.path.join(os.path.dirname(args.record), record["files"]["weights"])
+    rel = os.path.normpath(record["files"]["weights"])  # relative to the record, inside
+    if os.path.isabs(rel) or rel.startswith(".."):
+        raise SystemExit(f"{args.record}: its weights path {rel!r} leaves the results folder")
+    weights = os.path.join(os.path.dirname(args.record), rel)
     card = card_of(record, weights, args.record)
     target = os.path.join(pretrained.FOLDER, card["file"])
     shutil.copyfile(weights, target + ".tmp")

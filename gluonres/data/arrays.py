@@ -35,13 +35,18 @@ class ImageArrays(mx.gluon.data.Dataset):
         Class names; ``labels`` index into it.
     lossy : bool, default False
         The images were stored with lossy (JPEG) compression.
+    resized : bool, default False
+        Some images were stored at another size than they are here: a network trained on
+        them takes other sizes (its export resizes them alike); one trained on images
+        stored at its size does not.
     """
 
-    def __init__(self, images, labels, classes, lossy=False):
+    def __init__(self, images, labels, classes, lossy=False, resized=False):
         self.images = np.ascontiguousarray(images, dtype=np.uint8)
         self.labels = np.asarray(labels, dtype=np.int32)
         self.classes = list(classes)
         self.lossy = lossy
+        self.resized_from_other_sizes = resized
 
     def __len__(self):
         return len(self.labels)
@@ -56,7 +61,8 @@ class ImageArrays(mx.gluon.data.Dataset):
 
     def subset(self, index):
         """The images at ``index`` (indices or a boolean mask) as a new ``ImageArrays``."""
-        return ImageArrays(self.images[index], self.labels[index], self.classes, self.lossy)
+        return ImageArrays(self.images[index], self.labels[index], self.classes, self.lossy,
+                           self.resized_from_other_sizes)
 
     def resized(self, size=None, shorter_side=None, channels=None):
         """The images brought to ``size`` x ``size`` (and ``channels``) as a new
@@ -70,7 +76,8 @@ class ImageArrays(mx.gluon.data.Dataset):
             return self
         return ImageArrays(np.stack([fit_pixels(im, size, shorter_side, channels)
                                      for im in self.images]),
-                           self.labels, self.classes, self.lossy)
+                           self.labels, self.classes, self.lossy,
+                           self.resized_from_other_sizes or not sized)
 
     def batches(self, batch_size):
         """``(images, labels)`` NDArray batches in order, the last one possibly smaller."""

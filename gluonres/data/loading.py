@@ -34,7 +34,8 @@ def load(spec, size=None, val_size=0, seed=0, progress=True, shorter_side=None, 
         Progress bars on standard error while decoding.
     shorter_side : int, optional
         With ``size``: the shorter side before the crop, default ``size`` (the whole
-        shorter side is kept); recorded as ``Data.resize``.
+        shorter side is kept); recorded as ``Data.resize`` where some images were stored
+        at other sizes (``None`` where all were already ``size`` x ``size``).
     channels : {3, 1}, default 3
         RGB, or grey (OpenCV's conversion of the RGB decode).
 
@@ -60,7 +61,12 @@ def load(spec, size=None, val_size=0, seed=0, progress=True, shorter_side=None, 
         data = _fit_arrays(gluon_cifar10(), fit)
     else:
         data = _load_path(spec, fit, progress)
-    data.resize = {"shorter_side": shorter_side or size, "center_crop": True} if size else None
+    # a network trained on images stored at its size takes no others (an export refuses
+    # them rather than shrinking a photo to 32x32); one trained on resized images resizes
+    resized = any(split is not None and split.resized_from_other_sizes
+                  for split in (data.train, data.test))
+    data.resize = ({"shorter_side": shorter_side or size, "center_crop": True} if resized
+                   else None)
     if val_size:
         data.train, data.val = split_validation(data.train, val_size, seed)
     return data

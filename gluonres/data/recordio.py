@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from gluonres._files import check_writable
 from gluonres.data.arrays import ImageArrays, _stack
-from gluonres.data.sources import (LOSSY_EXTENSIONS, decode, image_files, read_image_file,
-                                   resolve_root)
+from gluonres._untrusted import image_size
+from gluonres.data.sources import (LOSSY_EXTENSIONS, decode, image_files, other_sizes,
+                                   read_image_file, resolve_root)
 from gluonres.errors import DataError
 
 
@@ -138,7 +139,7 @@ def read_recordio(rec_path, size=None, shorter_side=None, channels=None):
     meta_path = os.path.join(os.path.dirname(rec_path), RECORDIO_META)
     meta = _read_meta(meta_path) if os.path.exists(meta_path) else {}
     keys = _read_index(idx_path, rec_path)
-    images, labels = [], []
+    images, labels, stored = [], [], set()
     try:
         rec = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
     except (OSError, ValueError, mx.MXNetError):
@@ -152,6 +153,7 @@ def read_recordio(rec_path, size=None, shorter_side=None, channels=None):
             except Exception:  # struct/MXNet errors on a truncated or foreign file
                 raise DataError(f"cannot read {where} (truncated or corrupt); {_REPACK}"
                                 ) from None
+            stored.add(image_size(blob))
             images.append(decode(blob, where, size, shorter_side, channels))
             labels.append(_label(header.label, where))
     finally:
@@ -169,7 +171,8 @@ def read_recordio(rec_path, size=None, shorter_side=None, channels=None):
                     f"label order), or {_REPACK}")
     else:
         classes = [str(c) for c in range(max(labels) + 1)]
-    return ImageArrays(_stack(images, rec_path), labels, classes, meta.get("lossy", False))
+    return ImageArrays(_stack(images, rec_path), labels, classes, meta.get("lossy", False),
+                       resized=other_sizes(stored, size, shorter_side))
 
 
 def _label(value, where):

@@ -345,12 +345,21 @@ def image_folder(root, split=None, size=None, progress=True, shorter_side=None, 
     root = resolve_root(root)
     folder = os.path.join(root, split) if split else root
     classes, files = image_files(folder)
-    images = []
+    images, stored = [], set()
     for path, _ in tqdm(files, desc=f"decode {folder}", unit="img", leave=False,
                         disable=not progress, mininterval=1, delay=2):
-        images.append(decode(read_image_file(path), path, size, shorter_side, channels))
+        blob = read_image_file(path)
+        stored.add(image_size(blob))
+        images.append(decode(blob, path, size, shorter_side, channels))
     lossy = any(p.lower().endswith(LOSSY_EXTENSIONS) for p, _ in files)
-    return ImageArrays(_stack(images, folder), [label for _, label in files], classes, lossy)
+    return ImageArrays(_stack(images, folder), [label for _, label in files], classes, lossy,
+                       resized=other_sizes(stored, size, shorter_side))
+
+
+def other_sizes(stored, size, shorter_side=None):
+    """Whether images stored at the sizes ``stored`` (a set of ``(width, height)``) were
+    brought to another size: the :attr:`ImageArrays.resized_from_other_sizes` flag."""
+    return size is not None and (stored != {(size, size)} or shorter_side not in (None, size))
 
 
 def decode(blob, where, size=None, shorter_side=None, channels=None):

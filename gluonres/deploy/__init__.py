@@ -10,5 +10,5 @@ from gluonres._lazy import lazy_exports
 
 
 __getattr__ = lazy_exports(__name__, {
-    name: "exporter" for name in ("CROP_FRACTION", "image_spec", "default_classes", "export",
+    name: "exporter" for name in ("image_spec", "default_classes", "export",
                                   "export_onnx", "ExportCallback")})

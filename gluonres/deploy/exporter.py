@@ -49,9 +49,6 @@ from gluonres.models.init import he_initialize
 from gluonres.train.loop import Callback
 
 
-#: The usual ImageNet evaluation's crop: 224 of a shorter side of 256 (size / 0.875), what
-#: imported ImageNet weights record as their resize.
-CROP_FRACTION = 0.875
 # how predict turns an image file into each colour (the manifest's "conversion")
 _CONVERSIONS = {"RGB": "grayscale replicated to 3 channels, alpha dropped",
                 "L": "RGB converted to grey (0.299 R + 0.587 G + 0.114 B, OpenCV's), alpha "
@@ -494,8 +491,9 @@ def load_for_export(model, weights=None, mean=None, std=None, seed=0, size=None,
         Registered name.
     weights : str, optional
         A gluonres ``.params`` file, an exported ``NAME-0000.params``, a reference
-        ``.npz`` or ``'pretrained'`` (the weights shipped for ``model``); without it the weights are fresh (seeded He initialisation) and the
-        export records no preprocessing unless ``mean`` and ``std`` are given.
+        ``.npz`` or ``'pretrained'`` (the weights shipped for ``model``); without it the
+        weights are fresh (seeded He initialisation) and the export records no
+        preprocessing unless ``mean`` and ``std`` are given.
     mean, std : sequence of float, optional
         Override the normalisation the weights record, one value per input channel
         (:func:`gluonres.io.weights_preprocess`).

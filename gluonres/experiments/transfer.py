@@ -71,8 +71,21 @@ VARIANTS = {
 
 
 def split_classes(data, source, target):
-    """The source and target tasks of ``data``: ``(source Data, target Data)``, each with
-    its classes relabelled from 0 in the order given."""
+    """The source and target tasks of ``data``.
+
+    Parameters
+    ----------
+    data : gluonres.data.Data
+        With ``train`` and ``test`` splits.
+    source, target : sequence of str
+        Class names of each task.
+
+    Returns
+    -------
+    (Data, Data)
+        Each task's images of both splits, its classes relabelled from 0 in the order
+        given.
+    """
     def pick(split, names):
         index = [split.classes.index(n) for n in names]
         keep = np.isin(split.labels, index)

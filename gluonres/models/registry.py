@@ -79,7 +79,9 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-    """What a built network is: its registered name and the input and output it takes.
+    """What a built network is: its registered name, the input and output it takes and
+    the other builder options it was built with (``shortcut``, ``stride_on`` ...: what a
+    weights file must record to rebuild it).
 
     Read it with :func:`model_info`.
     """
@@ -88,6 +90,7 @@ class ModelInfo:
     input_size: int
     classes: int
     in_channels: int
+    options: dict = dataclasses.field(default_factory=dict, hash=False)
 
     def input_shape(self, batch=1):
         """The NCHW input shape, e.g. ``(1, 3, 32, 32)``."""
@@ -206,7 +209,8 @@ def get_model(name, **kwargs):
     net.model_info = ModelInfo(
         name, kwargs.get("input_size", getattr(net, "input_size", spec.input_size)),
         kwargs.get("classes", getattr(net, "classes", spec.classes)),
-        kwargs.get("in_channels", getattr(net, "in_channels", spec.in_channels)))
+        kwargs.get("in_channels", getattr(net, "in_channels", spec.in_channels)),
+        {k: v for k, v in kwargs.items() if k not in ("classes", "input_size", "in_channels")})
     net.model_name = name
     return net
 

@@ -29,7 +29,18 @@ CARD_FIELDS = ("model", "file", "sha256", "classes", "input_size", "data", "reci
 
 
 def names(pattern="*"):
-    """Models with shipped weights whose name matches the shell-style ``pattern``, sorted."""
+    """Models with shipped weights.
+
+    Parameters
+    ----------
+    pattern : str, default '*'
+        Shell-style pattern of the model names.
+
+    Returns
+    -------
+    list of str
+        Sorted.
+    """
     found = (f[:-len(".json")] for f in os.listdir(FOLDER) if f.endswith(".json"))
     return sorted(n for n in found if fnmatch.fnmatchcase(n, pattern))
 
@@ -52,7 +63,7 @@ def card(model):
         shipped = ", ".join(names()) or "none"
         raise GluonresError(f"no pretrained weights are shipped for {model!r} (shipped: "
                             f"{shipped}); train it with `gluonres train {model} --data ...` "
-                            "and pass --weights RUN/weights.params")
+                            "and use the run's RUN/weights.params instead")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -83,5 +94,18 @@ def weights_path(model, verify=True):
 
 
 def resolve(weights, model):
-    """``weights`` as a path: :data:`NAME` means ``model``'s shipped file."""
+    """``weights`` as a path.
+
+    Parameters
+    ----------
+    weights : str or os.PathLike
+        A path, or :data:`NAME` (``'pretrained'``): ``model``'s shipped file.
+    model : str
+
+    Returns
+    -------
+    str or os.PathLike
+        ``weights`` unchanged, or the checked path of the shipped file
+        (:func:`weights_path`).
+    """
     return weights_path(model) if isinstance(weights, str) and weights == NAME else weights

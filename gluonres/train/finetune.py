@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from mxnet.gluon import nn
 
-from gluonres import importers, io, pretrained
+from gluonres import importers, io
 from gluonres.errors import GluonresError
 from gluonres.models import model_info
 
@@ -70,6 +70,9 @@ def init_weights(model, source, classes=None, size=None, **model_kwargs):
         corrupt, or ``source`` names no known GluonCV model.
     """
     if importers.looks_like_spec(source):
+        if model_kwargs:
+            raise GluonresError(f"{source} converts to fixed builder options; drop "
+                                f"{', '.join(sorted(model_kwargs))} (e.g. --in-channels)")
         spec = importers.parse_spec(source)
         net, meta = importers.import_gluoncv(spec.name, spec.path)
         if meta["model"] != model:
@@ -77,8 +80,7 @@ def init_weights(model, source, classes=None, size=None, **model_kwargs):
                                 f"{meta['model']} or pick the GluonCV model of {model}")
         net = io.run_at(net, size)
     else:
-        net, meta = io.model_for_weights(model, pretrained.resolve(source, model), size=size,
-                                         **model_kwargs)
+        net, meta = io.model_for_weights(model, source, size=size, **model_kwargs)
     note = None
     had = model_info(net).classes
     if classes is not None and classes != had:
@@ -129,9 +131,18 @@ def freeze(net, upto):
 
 
 def freeze_parts(net):
-    """``[(name, block)]``: the parts of ``net`` that :func:`freeze` can stop at, in order
-    (the stem and stages of a ResNet; none for other families, which freeze ``'features'``
-    only)."""
+    """The parts of ``net`` that :func:`freeze` can stop at, in order.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+
+    Returns
+    -------
+    list of (str, mxnet.gluon.Block)
+        The stem and stages of a ResNet; empty for other families, which freeze
+        ``'features'`` only.
+    """
     if hasattr(net, "stem") and hasattr(net, "stages"):
         return [("stem", net.stem)] + [(f"stage{i}", s) for i, s in enumerate(net.stages, 1)]
     return []

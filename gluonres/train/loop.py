@@ -251,7 +251,8 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
     weights_meta = {"model": model, "preprocess": preprocess.to_dict(),
                     "classes": data.classes, "data": data.name, "in_channels": channels,
                     **({"input_size": height} if height == width else {}),
-                    **({"resize": data.resize} if data.resize else {})}
+                    **({"resize": data.resize} if data.resize else {}),
+                    **({"model_options": built.options} if built.options else {})}
     on = f" on {workers.count} workers ({config.kvstore})" if workers.count > 1 else ""
     say(f"{model} on {data.name}{on}: {len(train)} training images, {per_epoch} iterations "
         f"per epoch, {n_epochs} epochs ({total} iterations); {config.describe()}")

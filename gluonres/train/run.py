@@ -16,7 +16,7 @@ import time
 from typing import NamedTuple
 
 from gluonres import data as datasets
-from gluonres import io
+from gluonres import importers, io, pretrained
 from gluonres._files import check_writable
 from gluonres.analysis.footprint import check_batch_size
 from gluonres.errors import GluonresError
@@ -59,9 +59,9 @@ def resume_settings(out_dir, model=None):
     dict
         ``config`` (:class:`TrainConfig`), ``data`` (the dataset the run was started on;
         ``None`` for a run started by :func:`fit` itself), ``val_split``, ``freeze`` (the
-        part kept frozen, or ``None``) and ``network``,
-        what the checkpoint records of the network (``input_size``, ``in_channels``,
-        ``classes``, where recorded: :func:`gluonres.io.recorded_options` reads it).
+        part kept frozen, or ``None``) and ``network``, what the checkpoint records of
+        the network (``input_size``, ``in_channels``, ``classes``, ``model_options``,
+        where recorded: :func:`gluonres.io.recorded_options` reads it).
 
     Raises
     ------
@@ -74,8 +74,8 @@ def resume_settings(out_dir, model=None):
     first = saved["history"]["info"]
     return {"config": TrainConfig.from_dict(saved["config"]), "data": first.get("data"),
             "val_split": first.get("val_split", 0), "freeze": first.get("freeze"),
-            "network": {k: saved[k] for k in ("input_size", "in_channels", "classes")
-                        if k in saved}}
+            "network": {k: saved[k] for k in ("input_size", "in_channels", "classes",
+                                              "model_options") if k in saved}}
 
 
 def train_model(model, data=None, out_dir=None, *, resume=False, val_split=None, recipe=None,
@@ -189,8 +189,10 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
             raise GluonresError("a resumed run continues from its checkpoint; drop "
                                 "--init-weights")
         if freeze and freeze != saved["freeze"]:
-            raise GluonresError(f"the run in {out_dir!r} was started with --freeze "
-                                f"{saved['freeze']}; resume it without --freeze")
+            started = (f"with --freeze {saved['freeze']}" if saved["freeze"]
+                       else "without --freeze")
+            raise GluonresError(f"the run in {out_dir!r} was started {started}; resume it "
+                                "without --freeze")
         freeze = saved["freeze"]
     else:
         config, val_split = recipe(model, recipe_name or "paper"), val_split or 0
@@ -205,6 +207,13 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
     config = dataclasses.replace(config, **settings)
     # the network as it will be built (its classes aside), before the data is decoded:
     # a size or channel count it cannot take is refused now
+    if init_from and not importers.looks_like_spec(init_from):
+        # the size, channels and builder options the weights record, unless given
+        recorded = io.recorded_options(
+            model, io.read_weights(pretrained.resolve(init_from, model))[1])
+        recorded.pop("classes", None)
+        size = recorded.pop("size", None) if size is None else size
+        model_kwargs = {**recorded, **model_kwargs}
     scratch = io.sized_model(model, size, **model_kwargs)
     if freeze:
         finetune.freeze(scratch, freeze)  # a part the model lacks is refused now

@@ -17,7 +17,6 @@ from gluonres import data, io
 from gluonres.analysis import evaluation
 from gluonres.cli import main
 from gluonres.deploy import runtime
-from gluonres.models import model_spec
 
 from helpers import assert_clean_error, last_json, snapshot, write_folder
 
@@ -41,16 +40,11 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("size")
     write_folder(str(root / "data"), splits=(None,), classes=("a", "b", "c"), per_class=12,
                  size=(40, 48))
-    out = {"root": root, "data": str(root / "data"), "rgb": _train(root, "rgb")}
-    if "in_channels" in (model_spec("resnet18").accepts() or ()):
-        out["grey"] = _train(root, "grey", "--in-channels", "1")
-    return out
+    return {"root": root, "data": str(root / "data"), "rgb": _train(root, "rgb"),
+            "grey": _train(root, "grey", "--in-channels", "1")}
 
 
 def _run(runs, kind):
-    if kind not in runs:
-        pytest.skip("resnet18 does not take in_channels yet (the builder option is being "
-                    "added to gluonres.models)")
     return runs[kind]
 
 

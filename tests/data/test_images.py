@@ -118,3 +118,18 @@ def test_the_normalisation_of_grey_images_has_one_channel(mode):
     again = Preprocess.from_dict(pre.to_dict())
     np.testing.assert_array_equal(again(mx.nd.array(images, dtype="uint8")).asnumpy(), x)
     assert Preprocess.fit(np.repeat(images, 3, axis=3), mode).to_dict()["color"] == "RGB"
+
+
+def test_a_resize_is_recorded_only_where_images_were_resized(tmp_path):
+    """A network trained on images stored at its size takes no others (its export refuses
+    a photo rather than shrinking it to 32x32); one trained on resized images resizes."""
+    from gluonres import data
+
+    from helpers import write_folder
+
+    write_folder(str(tmp_path / "native"), splits=(None,), per_class=2, size=(32, 32))
+    write_folder(str(tmp_path / "photos"), splits=(None,), per_class=2, size=(40, 48))
+    assert data.load(str(tmp_path / "native"), size=32).resize is None
+    assert data.load(str(tmp_path / "photos"), size=32).resize == {"shorter_side": 32,
+                                                                   "center_crop": True}
+    assert data.load("digits", size=32).resize is None  # stored at 32x32 already
