@@ -111,7 +111,10 @@ def compute(runner):
                                          budget.per_class * len(target_names), seed=0)
     target = dataclasses.replace(target, train=target.train.subset(picked))
 
-    pretrain_dir = os.path.join(runner.work, runner.scale.name, "transfer-pretrain")
+    # resumable where the scale keeps run folders; else beside the record (a smoke run's
+    # temporary folder)
+    base = runner.work if runner.scale.checkpoints else os.path.join(runner.out, "runs")
+    pretrain_dir = os.path.join(base, runner.scale.name, "transfer-pretrain")
     pretrained = _pretrain(source, budget, pretrain_dir, runner.progress)
     weights = os.path.join(pretrain_dir, "weights.params")
     runs = {name: [_finetune(target, name, variant, weights, budget, seed, runner.progress)
