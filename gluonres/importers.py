@@ -428,12 +428,25 @@ class _Copier:
         return (tuple(float(v) for v in m + s * (mean - beta * scale)),
                 tuple(float(v) for v in s * scale))
 
-    def units(self, src_stage, dst_stage, where):
-        src_units, dst_units = list(src_stage), list(dst_stage)
-        if len(src_units) != len(dst_units):
-            self.fail(f"has {len(src_units)} units in {where}, where {self.model} has "
-                      f"{len(dst_units)}")
-        return zip(src_units, dst_units)
+    def units(self, src_stages, dst_stages, name):
+        """``(where, source unit, our unit)`` of every stage, checking the unit counts
+        and refusing squeeze-excitation units."""
+        for s, (src_stage, dst_stage) in enumerate(zip(src_stages, dst_stages), 1):
+            src_units, dst_units = list(src_stage), list(dst_stage)
+            if len(src_units) != len(dst_units):
+                self.fail(f"has {len(src_units)} units in {name}{s}, where {self.model} has "
+                          f"{len(dst_units)}")
+            for u, (blk, unit) in enumerate(zip(src_units, dst_units)):
+                where = f"{name}{s}[{u}]"
+                if getattr(blk, "se", None) is not None:
+                    self.fail(f"has squeeze-excitation in {where}")
+                yield where, blk, unit
+
+    def shortcut(self, down, unit, where):
+        """Refuse a projection shortcut on one side only."""
+        if (down is None) != (unit.shortcut is None):
+            self.fail(f"{'lacks' if down is None else 'has'} a projection shortcut in "
+                      f"{where}, unlike {self.model}")
 
     def finish(self):
         left = [n for i, n in self._src.items() if i not in self._taken]
@@ -460,9 +473,7 @@ def _post_unit(copier, pairs, shortcut, unit, where):
                     f"{len(unit.body)}")
     for i, ((conv, bn), dst) in enumerate(zip(pairs, unit.body), 1):
         copier.conv_bn(conv, bn, dst, f"{where} conv{i}")
-    if (shortcut is None) != (unit.shortcut is None):
-        copier.fail(f"{'lacks' if shortcut is None else 'has'} a projection shortcut in "
-                    f"{where}, unlike {copier.model}")
+    copier.shortcut(shortcut, unit, where)
     if shortcut is not None:
         (conv, bn), = _pairs(list(shortcut), f"{where} downsample", copier)
         copier.conv_bn(conv, bn, unit.shortcut, f"{where} downsample")
@@ -489,13 +500,11 @@ def _map_v1b(src, net, copier):
     conv1 = copier.expect(src.conv1, nn.Conv2D, "conv1")  # a deep stem (v1c/d/e) is not
     copier.conv_bn(conv1, src.bn1, net.stem[0], "conv1")
     _check_pool(src.maxpool, net.stem[1], copier)
-    for s, stage in enumerate(net.stages, 1):
-        for u, (blk, unit) in enumerate(copier.units(getattr(src, f"layer{s}"), stage,
-                                                     f"layer{s}")):
-            where = f"layer{s}[{u}]"
-            k = 3 if hasattr(blk, "conv3") else 2
-            pairs = [(getattr(blk, f"conv{i}"), getattr(blk, f"bn{i}")) for i in range(1, k + 1)]
-            _post_unit(copier, pairs, blk.downsample, unit, where)
+    stages = [getattr(src, f"layer{s}") for s in range(1, len(net.stages) + 1)]
+    for where, blk, unit in copier.units(stages, net.stages, "layer"):
+        k = 3 if hasattr(blk, "conv3") else 2
+        pairs = [(getattr(blk, f"conv{i}"), getattr(blk, f"bn{i}")) for i in range(1, k + 1)]
+        _post_unit(copier, pairs, blk.downsample, unit, where)
     copier.dense(src.fc, net.head[-1], "fc")
     return IMAGENET.mean, IMAGENET.std
 
@@ -508,13 +517,9 @@ def _map_v1(src, net, copier):
     f = _features(src, _V1_FEATURES, copier)
     copier.conv_bn(f[0], f[1], net.stem[0], "features[0]")
     _check_pool(f[3], net.stem[1], copier)
-    for s, stage in enumerate(net.stages, 1):
-        for u, (blk, unit) in enumerate(copier.units(f[3 + s], stage, f"stage{s}")):
-            where = f"stage{s}[{u}]"
-            if getattr(blk, "se", None) is not None:
-                copier.fail(f"has squeeze-excitation in {where}")
-            _post_unit(copier, _pairs(list(blk.body), f"{where} body", copier),
-                       blk.downsample, unit, where)
+    for where, blk, unit in copier.units(f[4:8], net.stages, "stage"):
+        _post_unit(copier, _pairs(list(blk.body), f"{where} body", copier),
+                   blk.downsample, unit, where)
     copier.dense(src.output, net.head[-1], "output")
     return IMAGENET.mean, IMAGENET.std
 
@@ -528,31 +533,25 @@ def _map_v2(src, net, copier):
     mean, std = copier.input_norm(f[0])
     copier.conv_bn(f[1], f[2], net.stem[0], "features[1]")
     _check_pool(f[4], net.stem[1], copier)
-    for s, stage in enumerate(net.stages, 1):
-        for u, (blk, unit) in enumerate(copier.units(f[4 + s], stage, f"stage{s}")):
-            where = f"stage{s}[{u}]"
-            if getattr(blk, "se", None) is not None:
-                copier.fail(f"has squeeze-excitation in {where}")
-            k = 3 if hasattr(blk, "conv3") else 2
-            convs = [getattr(blk, f"conv{i}") for i in range(1, k + 1)]
-            bns = [getattr(blk, f"bn{i}") for i in range(1, k + 1)]
-            if len(convs) != len(unit.body) or unit.preact_bn is None:
-                copier.fail(f"has a unit {where} unlike {copier.model}'s")
-            # BN-ReLU-conv: bn1 is the unit's shared pre-activation, bn{i} (i > 1) sits
-            # in our conv{i}; conv{i-1} feeds bn{i} directly, so a bias folds into it
-            copier.bn(bns[0], unit.preact_bn, f"{where} bn1")
-            bias = None
-            for i, (conv, dst) in enumerate(zip(convs, unit.body)):
-                if i:
-                    copier.bn(bns[i], dst.bn, f"{where} bn{i + 1}", bias)
-                bias = copier.conv(conv, dst.conv, f"{where} conv{i + 1}",
-                                   bn_follows=i + 1 < len(convs))
-            down = blk.downsample
-            if (down is None) != (unit.shortcut is None):
-                copier.fail(f"{'lacks' if down is None else 'has'} a projection shortcut in "
-                            f"{where}, unlike {copier.model}")
-            if down is not None:  # feeds the addition: no BatchNorm of its own
-                copier.conv(down, unit.shortcut.conv, f"{where} downsample", bn_follows=False)
+    for where, blk, unit in copier.units(f[5:9], net.stages, "stage"):
+        k = 3 if hasattr(blk, "conv3") else 2
+        convs = [getattr(blk, f"conv{i}") for i in range(1, k + 1)]
+        bns = [getattr(blk, f"bn{i}") for i in range(1, k + 1)]
+        if len(convs) != len(unit.body) or unit.preact_bn is None:
+            copier.fail(f"has a unit {where} unlike {copier.model}'s")
+        # BN-ReLU-conv: bn1 is the unit's shared pre-activation, bn{i} (i > 1) sits
+        # in our conv{i}; conv{i-1} feeds bn{i} directly, so a bias folds into it
+        copier.bn(bns[0], unit.preact_bn, f"{where} bn1")
+        bias = None
+        for i, (conv, dst) in enumerate(zip(convs, unit.body)):
+            if i:
+                copier.bn(bns[i], dst.bn, f"{where} bn{i + 1}", bias)
+            bias = copier.conv(conv, dst.conv, f"{where} conv{i + 1}",
+                               bn_follows=i + 1 < len(convs))
+        down = blk.downsample
+        copier.shortcut(down, unit, where)
+        if down is not None:  # feeds the addition: no BatchNorm of its own
+            copier.conv(down, unit.shortcut.conv, f"{where} downsample", bn_follows=False)
     head_bn = [layer for layer in net.head if isinstance(layer, nn.BatchNorm)]
     copier.bn(f[9], head_bn[0], "features[9]")
     copier.dense(src.output, net.head[-1], "output")
