@@ -17,7 +17,7 @@ _EXPORTS = {
     "config": ("WARMUP_WINDOW", "RECIPES", "Schedule", "TrainConfig", "recipe"),
     "logs": ("epochs_csv", "plot_curves", "write_logs"),
     "distributed": ("weights_digest",),
-    "finetune": ("Init", "freeze", "freeze_parts", "init_weights"),
+    "finetune": ("Init", "freeze", "freeze_parts", "init_weights", "retarget"),
     "loop": ("Callback", "TrainState", "error_pct", "fit"),
     "run": ("TrainRun", "default_out_dir", "resume_settings", "train_model"),
     "state": ("CHECKPOINT", "CHECKPOINT_FORMAT", "check_checkpoint_model", "check_new_run",

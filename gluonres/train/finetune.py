@@ -81,13 +81,30 @@ def init_weights(model, source, classes=None, size=None, **model_kwargs):
         net = io.run_at(net, size)
     else:
         net, meta = io.model_for_weights(model, source, size=size, **model_kwargs)
-    note = None
-    had = model_info(net).classes
-    if classes is not None and classes != had:
-        net.reset_classifier(classes)
-        note = (f"{source} has a {had}-class classifier; it is re-initialised for "
-                f"{classes} classes, every other layer keeps its weights")
-    return Init(net, io.preprocess_of(meta), source, note)
+    return retarget(Init(net, io.preprocess_of(meta), source, None), classes)
+
+
+def retarget(made, classes):
+    """``made`` with a fresh classifier of ``classes`` outputs where its weights have
+    another count (:attr:`Init.note` then says so); unchanged for ``None`` or the same
+    count.
+
+    Parameters
+    ----------
+    made : Init
+    classes : int or None
+
+    Returns
+    -------
+    Init
+    """
+    had = model_info(made.net).classes
+    if classes is None or classes == had:
+        return made
+    made.net.reset_classifier(classes)
+    return made._replace(note=f"{made.source} has a {had}-class classifier; it is "
+                              f"re-initialised for {classes} classes, every other layer "
+                              "keeps its weights")
 
 
 def freeze(net, upto):

@@ -16,7 +16,7 @@ import time
 from typing import NamedTuple
 
 from gluonres import data as datasets
-from gluonres import importers, io, pretrained
+from gluonres import io
 from gluonres._files import check_writable
 from gluonres.analysis.footprint import check_batch_size
 from gluonres.errors import GluonresError
@@ -206,18 +206,19 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
         settings["epochs"] = None  # an epoch count would win over the iterations
     config = dataclasses.replace(config, **settings)
     # the network as it will be built (its classes aside), before the data is decoded:
-    # a size or channel count it cannot take is refused now
-    if init_from and not importers.looks_like_spec(init_from):
-        # the size, channels and builder options the weights record, unless given
-        recorded = io.recorded_options(
-            model, io.read_weights(pretrained.resolve(init_from, model))[1])
-        recorded.pop("classes", None)
-        size = recorded.pop("size", None) if size is None else size
-        model_kwargs = {**recorded, **model_kwargs}
-    scratch = io.sized_model(model, size, **model_kwargs)
+    # a size or channel count it cannot take, or a part it lacks, is refused now; weights
+    # to start from are read once, here, and bring the size, channels and options they
+    # record
+    made = None
+    if init_from:
+        made = finetune.init_weights(model, init_from, size=size, **{
+            k: v for k, v in model_kwargs.items() if k != "classes"})
+        net = made.net
+    else:
+        net = io.sized_model(model, size, **model_kwargs)
     if freeze:
-        finetune.freeze(scratch, freeze)  # a part the model lacks is refused now
-    built = model_info(scratch)
+        finetune.freeze(net, freeze)
+    built = model_info(net)
     size = built.input_size
     config.check_image_size(size, size)  # the data is loaded at that size
     dataset = datasets.load(data, size=size, val_size=val_split, seed=config.seed,
@@ -232,19 +233,17 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
             config, said = default_length(config, len(dataset.train))
             if said:
                 print(f"{dataset.name}: {said}", file=sys.stderr, flush=True)
-    model_kwargs.setdefault("classes", len(dataset.classes))
+    classes = model_kwargs.get("classes", len(dataset.classes))
     preprocess = None
-    if init_from:
-        classes = model_kwargs.pop("classes")
-        made = finetune.init_weights(model, init_from, classes=classes, size=size,
-                                     **model_kwargs)
+    if made:
+        made = finetune.retarget(made, classes)
         net, preprocess = made.net, made.preprocess
         print(f"gluonres: starting from {init_from}" + (f"; {made.note}" if made.note else ""),
               file=sys.stderr, flush=True)
-    else:
-        net = io.sized_model(model, size, **model_kwargs)
-    if freeze:
-        finetune.freeze(net, freeze)
+    elif classes != built.classes:
+        net = io.sized_model(model, size, **{**model_kwargs, "classes": classes})
+        if freeze:
+            finetune.freeze(net, freeze)
     history = fit(net, dataset, config, out_dir=out_dir, resume=resume, progress=progress,
                   callbacks=callbacks, eval_batch_size=eval_batch_size, preprocess=preprocess,
                   info={**(info or {}), "data": data, "val_split": val_split,
