@@ -13,8 +13,7 @@ steps at about 0.9 h for ResNet-110 and 1.9 h for ResNet-164 on two idle AVX-512
 how far each network gets in that budget, not the paper's 0.7-point difference.
 """
 from gluonres.analysis.summary import graph_shapes, summary
-from gluonres.errors import GluonresError
-from gluonres.experiments.present import data_line, fmt_pct, history_of, summarize
+from gluonres.experiments.present import fmt_pct, summarize
 from gluonres.experiments.runs import RunSpec
 
 
@@ -183,23 +182,6 @@ def table(record):
     else:
         lines.append(f"(the pair is trained only at {_trained_at(record)} scale)")
     return "\n".join(lines + ["", table1_text(record["table1"])])
-
-
-def plot(record):
-    """Training curves of the pair (a record of a scale that trains it)."""
-    import matplotlib.pyplot as plt
-
-    from gluonres.train.logs import plot_curves
-
-    if not record["models"]:
-        raise GluonresError(f"the {record['scale']} record has no training curves: the pair "
-                            f"is trained only at {_trained_at(record)} scale")
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    plot_curves({name: history_of(m) for name, m in record["models"].items()}, ax=ax)
-    ax.set_title(f"ResNet-110 (basic) vs ResNet-164 (bottleneck)\n{data_line(record)}",
-                 fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def _trained_at(record):

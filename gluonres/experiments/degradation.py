@@ -15,8 +15,7 @@ the gradient reaching an early layer is a product of factors near one; in a plai
 network it is a product of ``dF/dx`` alone. The per-layer gradient norms at
 initialisation and after training (:func:`gluonres.analysis.gradient_norms`) show it.
 """
-from gluonres.experiments.present import (comparisons, data_line, fmt_pct, fmt_value,
-                                          history_of, is_replicated, plot_bands, plot_spread,
+from gluonres.experiments.present import (comparisons, fmt_pct, fmt_value, is_replicated,
                                           seeds_line, summarize, summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
@@ -166,55 +165,6 @@ def _pair_lines(record):
             if said else [])
 
 
-def plot(record, which="cifar"):
-    """Training (dashed) and test (bold) error per epoch, as in Fig. 1 / Fig. 6.
-
-    ``which='cifar'``: plain-20/56 (left) and ResNet-20/56 (right); ``'seed'``: the
-    seed's ResNet-18 with and without shortcuts.
-    """
-    import matplotlib.pyplot as plt
-
-    from gluonres.train.logs import plot_curves
-
-    if which == "seed":
-        pair = record["seed_resnet18"]
-        if any(map(is_replicated, pair.values())):
-            return _plot_seed_pair(record, pair)
-        groups = {"seed's ResNet-18 (BN after addition) with and without shortcuts": pair}
-    else:
-        m = record["models"]
-        groups = {"plain": {k: m[k] for k in ("plain20_cifar", "plain56_cifar")},
-                  "ResNet (option A)": {k: m[k] for k in ("resnet20_cifar", "resnet56_cifar")}}
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), squeeze=False)
-    top = max(max(max(v for v in s["curve"]["train_error_pct"] + s["curve"]["test_error_pct"]
-                      if v is not None) for s in g.values()) for g in groups.values())
-    for ax, (title, group) in zip(axes[0], groups.items()):
-        plot_curves({label: history_of(s) for label, s in group.items()}, ax=ax)
-        ax.set_title(title)
-        ax.set_ylim(0, min(100, top * 1.05))
-    fig.suptitle(data_line(record), fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def _plot_seed_pair(record, pair):
-    """The replicated seed pair: mean curves with the test error's ± sd band, and the
-    final test error per seed with mean ± sd."""
-    import matplotlib.pyplot as plt
-
-    from gluonres.train.logs import plot_curves
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    plot_curves({label: history_of(s) for label, s in pair.items()}, ax=axes[0])
-    plot_bands(axes[0], pair)
-    axes[0].set_title("seed's ResNet-18 (BN after addition) with and without shortcuts")
-    plot_spread(axes[1], pair)
-    axes[1].set_title("final test error per seed", fontsize=9)
-    fig.suptitle(data_line(record), fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def plot_gradients(record, models=("plain56_cifar", "resnet56_cifar")):
     """Per-layer gradient norms at initialisation and after training (log scale)."""
     import matplotlib.pyplot as plt
@@ -235,27 +185,64 @@ def plot_gradients(record, models=("plain56_cifar", "resnet56_cifar")):
     return fig
 
 
-def unit_gradient(residual, channels=16, size=8):
-    """``dh/dx`` through one unit whose residual branch ``F`` is zero (all weights 0).
+def shortcut_gradient(arrangement, channels=16, size=16, batch=4, seed=0):
+    """What the identity shortcut adds to the input gradient of one unit.
 
-    A full pre-activation unit computes ``h = x + F(x)``; with ``F = 0`` its Jacobian
-    is the identity (every input gradient is exactly 1 for an all-ones output
-    gradient), while the same layers without the shortcut pass no gradient at all.
-    Returns the distinct values of ``dh/dx`` for an all-ones output gradient.
+    The unit and its plain counterpart (the same layers without the shortcut) get the
+    same random (Xavier) weights; a random gradient ``g`` arrives at the output and
+    autograd carries it to the input. For the 2016 pre-activation unit,
+    ``h = x + F(x)``, the unit's input gradient is exactly ``g`` plus the plain layers'
+    (2016 paper, Eqs. 4-5); for the 2015 unit, ``h = ReLU(x + F(x))``, the ReLU after
+    the addition stops the shortcut's gradient wherever the sum is not positive.
+
+    Parameters
+    ----------
+    arrangement : {'original', 'full_preact'}
+        The unit, as :class:`gluonres.blocks.ResidualFactory` names it.
+    channels, size, batch : int
+        Shape of the input ``(batch, channels, size, size)``.
+    seed : int
+        Seed of the input, the arriving gradient and the weights.
+
+    Returns
+    -------
+    dict
+        ``off``: the largest ``|dE/dx(unit) - dE/dx(plain) - g|`` (rounding only when the
+        shortcut passes ``g`` unchanged); ``plain_ratio``: ``|dE/dx(plain)| / |g|``;
+        ``stopped``: the fraction of outputs that are 0 (where a ReLU after the addition
+        passes no gradient); ``values``: the number of values in ``g``; ``g_max``: the
+        largest ``|g|``.
     """
     import mxnet as mx
     import numpy as np
 
     from gluonres.blocks import ResidualFactory
 
-    unit = ResidualFactory(channels, channels, arrangement="full_preact", residual=residual)
-    unit.initialize(mx.init.Zero())
-    x = mx.nd.array(np.random.default_rng(0).normal(size=(1, channels, size, size)))
-    x.attach_grad()
-    with mx.autograd.record():
-        h = unit(x)
-    h.backward(mx.nd.ones_like(h))
-    return sorted(set(np.round(x.grad.asnumpy().ravel(), 6).tolist()))
+    mx.random.seed(seed)
+    rng = np.random.default_rng(seed)
+    x = mx.nd.array(rng.normal(size=(batch, channels, size, size)))
+    g = mx.nd.array(rng.normal(size=x.shape))
+    unit, plain = (ResidualFactory(channels, channels, shortcut="A", arrangement=arrangement,
+                                   residual=r) for r in (True, False))
+    unit.initialize(mx.init.Xavier(magnitude=2))
+    plain.initialize()
+    for p, q in zip(unit.collect_params().values(), plain.collect_params().values()):
+        q.set_data(p.data())
+    grads, outs = {}, {}
+    for name, block in (("unit", unit), ("plain", plain)):
+        xi = x.copy()
+        xi.attach_grad()
+        with mx.autograd.record(train_mode=False):
+            outs[name] = block(xi)
+        outs[name].backward(g)
+        grads[name] = xi.grad
+    return {
+        "off": float((grads["unit"] - grads["plain"] - g).abs().max().asscalar()),
+        "plain_ratio": float(grads["plain"].norm().asscalar() / g.norm().asscalar()),
+        "stopped": float((outs["unit"] == 0).mean().asscalar()),
+        "values": int(g.size),
+        "g_max": float(g.abs().max().asscalar()),
+    }
 
 
 def gradient_ratio(record, model, when="init", first=5):

@@ -24,12 +24,10 @@ The deep pair: the original unit against full pre-activation on a deeper network
 largest), one run each with the bottleneck experiment's settings, so that its original
 ResNet-164 is that experiment's run.
 """
-import numpy as np
 
 from gluonres.experiments import bottleneck
-from gluonres.experiments.present import (comparisons, data_line, fmt_value, history_of,
-                                          is_replicated, plot_bands, seeds_line, summarize,
-                                          summarize_runs)
+from gluonres.experiments.present import (comparisons, fmt_value, is_replicated, seeds_line,
+                                          summarize, summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
 
@@ -174,58 +172,6 @@ def _replicate_lines(record, which):
         return []
     return [f"({said})"] + [c["text"] for c in record.get("comparisons", [])
                             if c["b"] in record[which]]
-
-
-def plot(record, which="activations", names=None):
-    """Training (dashed) and test (bold) curves of the variants."""
-    import matplotlib.pyplot as plt
-
-    from gluonres.train.logs import plot_curves
-
-    group = record[which]
-    names = names or list(group)
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    plot_curves({n: history_of(group[n]) for n in names}, ax=ax)
-    plot_bands(ax, {n: group[n] for n in names})
-    base = record["deep_base"] if which == "deep" else record["base"]
-    seeds = next((group[n]["seeds"] for n in names if is_replicated(group[n])), None)
-    said = f" (mean of {len(seeds)} seeds, test error ± sd shaded)" if seeds else ""
-    ax.set_title(f"{base}: {which.replace('_', ' ')} variants{said}\n{data_line(record)}",
-                 fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def bars(record):
-    """Final test error of every variant, ours beside the paper's numeric ones; for a
-    replicated record ours is the mean over seeds with ± sd error bars and each seed's
-    value as a dot."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, which in zip(axes, ("activations", "shortcuts")):
-        names = list(record[which])
-        ours = [record[which][n]["final_test_error"] for n in names]
-        pos = np.arange(len(names))
-        spreads = [record[which][n].get("spread", {}).get("final_test_error") for n in names]
-        replicated = all(spreads)
-        seeds = f"; mean ± sd of {len(spreads[0]['values'])} seeds, dots" if replicated else ""
-        ax.barh(pos, ours, color="C0", label=f"ours ({record['base']}, {record['scale']}"
-                f"{seeds})", **({"xerr": [s["sd"] for s in spreads], "capsize": 3}
-                                if replicated else {}))
-        if replicated:
-            for i, s in enumerate(spreads):
-                ax.plot(s["values"], [i] * len(s["values"]), "o", color="k", ms=3)
-        if which == "activations":
-            ax.barh(pos + 0.4, [PAPER["table2"][n][0] for n in names], height=0.4,
-                    color="gray", label="paper, ResNet-110 (lossless)")
-        ax.set_yticks(pos, names, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("test error (%)")
-        ax.grid(alpha=0.3, axis="x")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def markdown(record):

@@ -5,9 +5,9 @@ and whether two variants are told apart.
 The notebooks' figures and shared text are here too, drawn to one set of conventions
 (integer epoch ticks, percentage axes from zero, learning-rate drops marked, legends outside
 the data, thousands separators): :func:`error_curves`, :func:`unit_diagram`,
-:func:`depth_figure`, :func:`variant_errors`, :func:`responses_figure`,
-:func:`race_figure`; :func:`provenance` with the one current JPEG caveat
-(:data:`CAVEAT_POINTER`); :func:`int8_speedups` and :func:`int8_text`.
+:func:`spread_figure`, :func:`depth_figure`, :func:`variant_errors`,
+:func:`responses_figure`, :func:`race_figure`; :func:`provenance` with the one current
+JPEG caveat (:data:`CAVEAT_POINTER`); :func:`int8_speedups` and :func:`int8_text`.
 """
 import json
 import math
@@ -189,7 +189,7 @@ def seeds_line(summaries):
             f"when their mean ± {SPREAD_K} sd do not overlap" if seeds else "")
 
 
-def plot_spread(ax, summaries, field="final_test_error"):
+def plot_spread(ax, summaries, field="final_test_error", colours=None):
     """Each variant's per-seed values (dots) and mean ± sd (diamond and error bar), one
     row per variant; the axis spans the values, not zero, so that differences of a
     fraction of a point show.
@@ -200,14 +200,17 @@ def plot_spread(ax, summaries, field="final_test_error"):
     summaries : dict
         Label -> :func:`summarize_runs` (a single run is drawn as one dot).
     field : str, default 'final_test_error'
+    colours : dict, optional
+        Label -> colour (default: :data:`PALETTE` in order).
     """
     names = list(summaries)
     for i, name in enumerate(names):
+        colour = (colours or {}).get(name, PALETTE[i % len(PALETTE)])
         s = summaries[name].get("spread", {}).get(field)
         values = s["values"] if s else [summaries[name][field]]
-        ax.plot(values, [i] * len(values), "o", color=f"C{i}", ms=4, alpha=0.6)
+        ax.plot(values, [i] * len(values), "o", color=colour, ms=4, alpha=0.6)
         if s:
-            ax.errorbar(s["mean"], i + 0.15, xerr=s["sd"], fmt="D", color=f"C{i}", ms=5,
+            ax.errorbar(s["mean"], i + 0.15, xerr=s["sd"], fmt="D", color=colour, ms=5,
                         capsize=4)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
@@ -216,25 +219,25 @@ def plot_spread(ax, summaries, field="final_test_error"):
     ax.grid(alpha=0.3, axis="x")
 
 
-def plot_bands(ax, summaries):
-    """Shade mean ± sd of the test error around each replicated summary's mean curve,
-    in the colours :func:`~gluonres.train.plot_curves` gives the same summaries."""
-    for i, s in enumerate(summaries.values()):
-        c = s["curve"]
-        if not is_replicated(s) or None in c["test_error_pct"]:
-            continue
-        lo = [m - d for m, d in zip(c["test_error_pct"], c["test_error_sd"])]
-        hi = [m + d for m, d in zip(c["test_error_pct"], c["test_error_sd"])]
-        ax.fill_between(c["epoch"], lo, hi, color=f"C{i}", alpha=0.2, lw=0)
+def spread_figure(summaries, title=None, field="final_test_error"):
+    """:func:`plot_spread` as a figure of its own: the final test error of each variant
+    per seed, with mean ± sd, in the colours :func:`error_curves` gives the same labels.
 
+    Parameters
+    ----------
+    summaries : dict
+        Label -> :func:`summarize_runs`.
+    title : str, optional
+    field : str, default 'final_test_error'
+    """
+    import matplotlib.pyplot as plt
 
-def history_of(summary):
-    """A :func:`summarize` curve as the history :func:`~gluonres.train.plot_curves`
-    draws."""
-    c = summary["curve"]
-    return {"epochs": [{"epoch": e, "train_error_pct": tr, "test_error_pct": te}
-                       for e, tr, te in zip(c["epoch"], c["train_error_pct"],
-                                            c["test_error_pct"])]}
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(summaries) + 1.4))
+    plot_spread(ax, summaries, field)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def data_line(record):
@@ -372,7 +375,9 @@ def mark_lr_drops(ax, drops, text=True):
 def error_curves(panels, record=None, results=None, reference=None, ncols=None,
                  title=None, panel_size=(4.2, 3.0)):
     """Training (dashed) and test (solid) error per epoch, one panel per group, all
-    panels on the same axes (small multiples), one legend outside them.
+    panels on the same axes (small multiples), one legend outside them. A replicated
+    summary (:func:`summarize_runs`) is drawn as its mean curves with the test error's
+    ± sd shaded.
 
     Parameters
     ----------
@@ -403,6 +408,7 @@ def error_curves(panels, record=None, results=None, reference=None, ncols=None,
               for v in s["curve"][k] if v is not None)
     last = max(max(s["curve"]["epoch"]) for s in every)
     colours = {}
+    banded = False
     for ax, (name, group) in zip(axes.flat, panels.items()):
         if reference:
             c = reference[1]["curve"]
@@ -413,6 +419,13 @@ def error_curves(panels, record=None, results=None, reference=None, ncols=None,
             c = s["curve"]
             ax.plot(c["epoch"], c["train_error_pct"], "--", color=colour, lw=1.2)
             ax.plot(c["epoch"], c["test_error_pct"], "-", color=colour, lw=2)
+            if is_replicated(s) and None not in c["test_error_pct"]:
+                banded = True
+                ax.fill_between(c["epoch"], [m - d for m, d in zip(c["test_error_pct"],
+                                                                   c["test_error_sd"])],
+                                [m + d for m, d in zip(c["test_error_pct"],
+                                                       c["test_error_sd"])],
+                                color=colour, alpha=0.18, lw=0)
         first = next(iter(group.values()))
         mark_lr_drops(ax, lr_drops(first, run_file(record, first, results)
                                    if record else None))
@@ -432,6 +445,9 @@ def error_curves(panels, record=None, results=None, reference=None, ncols=None,
         handles += [Line2D([], [], color=c, lw=2, label=label) for label, c in colours.items()]
     handles += [Line2D([], [], color="k", ls="--", lw=1.2, label="training error (running)"),
                 Line2D([], [], color="k", lw=2, label="test error")]
+    if banded:
+        seeds = next(s["seeds"] for s in every if is_replicated(s))
+        handles[-1].set_label(f"test error: mean of {len(seeds)} seeds, ± sd shaded")
     if reference:
         handles.append(Line2D([], [], color="0.7", lw=1.8, label=f"{reference[0]} (grey)"))
     handles.append(Line2D([], [], label="learning rate / 10", **LR_STYLE))
@@ -551,9 +567,10 @@ def _paper_value(text):
 
 
 def variant_errors(record, paper, chance=90.0):
-    """Test error of every 2016 variant, ours (left, 0-100%, chance marked) beside the
-    paper's (right, on its own 0-25% scale with its 'fail' markers): one row of panels
-    per family (activations, shortcuts).
+    """Test error of every 2016 variant, ours (left, 0-100%, chance marked; for a
+    replicated record the mean with ± sd bars and each seed as a dot) beside the paper's
+    (right, on its own 0-25% scale with its 'fail' markers): one row of panels per family
+    (activations, shortcuts).
 
     ``paper``: ``gluonres.experiments.identity.PAPER``.
     """
@@ -569,11 +586,18 @@ def variant_errors(record, paper, chance=90.0):
         names = list(record[family])
         pos = np.arange(len(names))
         ours, theirs = axes[row]
+        spreads = [record[family][n].get("spread", {}).get("final_test_error")
+                   for n in names]
         ours.barh(pos, [record[family][n]["final_test_error"] for n in names], color="C0",
-                  height=0.6)
-        for p, n in zip(pos, names):
+                  height=0.6, **({"xerr": [s["sd"] for s in spreads], "capsize": 3}
+                                 if all(spreads) else {}))
+        for p, n, sp in zip(pos, names, spreads):
             e = record[family][n]["final_test_error"]
-            ours.text(e + 1, p, f"{e:.1f}", va="center", fontsize=8)
+            if sp:
+                ours.plot(sp["values"], [p] * len(sp["values"]), "o", color="k", ms=2.5)
+            ours.text(max([e] + (sp["values"] if sp else [])) + 1.5, p,
+                      f"{e:.1f} ± {sp['sd']:.1f}" if sp else f"{e:.1f}", va="center",
+                      fontsize=8)
         ours.axvline(chance, color="C3", lw=1, ls="--")
         ours.set_xlim(0, 100)
         ours.set_yticks(pos, names, fontsize=8)
@@ -601,8 +625,11 @@ def variant_errors(record, paper, chance=90.0):
         theirs.set_yticks(pos, [""] * len(names))
         theirs.set_ylim(ours.get_ylim())
         theirs.grid(alpha=0.3, axis="x")
+    seeds = some.get("seeds")
+    said = (f"; mean ± sd of seeds {', '.join(map(str, seeds))}, dots: each seed"
+            if seeds else "")
     axes[0, 0].set_title(f"ours: {record['base']}, {some['iterations']:,} updates, JPEG "
-                         f"CIFAR-10 (dashed: chance, {chance:.0f}%)", fontsize=9)
+                         f"CIFAR-10\n(dashed: chance, {chance:.0f}%{said})", fontsize=9)
     axes[0, 1].set_title("paper: ResNet-110 (squares) / ResNet-164 (triangles),\n64,000 "
                          "updates, lossless CIFAR-10 (dotted: 'fail', above 20%)", fontsize=9)
     axes[1, 0].set_xlabel("test error (%)")

@@ -58,30 +58,6 @@ def claims(record):
     return out
 
 
-def plot(record):
-    """Fig. 7: std per layer in network order (top) and sorted (bottom)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(8, 7))
-    styles = {"plain20_cifar": ("C0", "--"), "plain56_cifar": ("C1", "--"),
-              "resnet20_cifar": ("C0", "-"), "resnet56_cifar": ("C1", "-"),
-              "resnet110_cifar": ("C2", "-")}
-    for model, r in record["models"].items():
-        color, style = styles.get(model, ("k", ":"))
-        label = model + (f" ({r['iterations']} it.)" if model == "resnet110_cifar" else "")
-        axes[0].plot(range(1, len(r["std"]) + 1), r["std"], style, color=color, label=label)
-        axes[1].plot(range(1, len(r["std"]) + 1), sorted(r["std"], reverse=True), style,
-                     color=color, label=label)
-    axes[0].set_xlabel("layer index (original order)")
-    axes[1].set_xlabel("layer index (sorted by magnitude)")
-    for ax in axes:
-        ax.set_ylabel("std")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def table(record):
     lines = [f"{'model':<18}{'3x3 layers':>11}{'mean std':>10}{'max std':>10}"]
     for model, r in record["models"].items():

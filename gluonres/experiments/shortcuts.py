@@ -16,8 +16,7 @@ mean ± sd and whether the options are told apart.
 import numpy as np
 
 from gluonres.analysis.summary import summary
-from gluonres.experiments.present import (comparisons, data_line, fmt_value, history_of,
-                                          is_replicated, plot_bands, plot_spread, seeds_line,
+from gluonres.experiments.present import (comparisons, fmt_value, is_replicated, seeds_line,
                                           summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
@@ -122,29 +121,6 @@ def _replicate_lines(record):
     said = seeds_line(record["models"].values())
     return ([f"({said})"] + [c["text"] for c in record.get("comparisons", [])]
             if said else [])
-
-
-def plot(record):
-    """Training and test error curves of the three options; for a replicated record the
-    mean curves with the test error's ± sd band, and beside them each option's final
-    test error per seed with mean ± sd."""
-    import matplotlib.pyplot as plt
-
-    from gluonres.train.logs import plot_curves
-
-    models = {f"option {o}": m for o, m in record["models"].items()}
-    replicated = any(map(is_replicated, models.values()))
-    fig, axes = plt.subplots(1, 1 + replicated, figsize=(7 + 5 * replicated, 4.2),
-                             squeeze=False)
-    ax = axes[0][0]
-    plot_curves({label: history_of(m) for label, m in models.items()}, ax=ax)
-    ax.set_title(f"ResNet-20, shortcut options A/B/C\n{data_line(record)}", fontsize=9)
-    if replicated:
-        plot_bands(ax, models)
-        plot_spread(axes[0][1], models)
-        axes[0][1].set_title("final test error per seed", fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def markdown(record):

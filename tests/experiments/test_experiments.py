@@ -108,11 +108,16 @@ def test_variant_options_are_checked():
         gluonres.get_model("resnet20_cifar", shortcut_op="conv")
 
 
-def test_residual_unit_passes_gradient_one():
-    """dh/dx = 1 + dF/dx: with F = 0 the unit's Jacobian is the identity; without the
-    shortcut no gradient passes."""
-    assert degradation.unit_gradient(residual=True) == [1.0]
-    assert degradation.unit_gradient(residual=False) == [0.0]
+def test_shortcut_passes_the_gradient_only_without_a_relu_after_the_addition():
+    """2016 Eqs. 4-5: the pre-activation unit's input gradient is g plus the plain
+    layers'; the 2015 unit's ReLU after the addition stops it at about half the outputs."""
+    pre = degradation.shortcut_gradient("full_preact")
+    orig = degradation.shortcut_gradient("original")
+    assert pre["off"] < 1e-4
+    assert orig["off"] > 0.1
+    assert 0.3 < orig["stopped"] < 0.7
+    assert pre["stopped"] < 0.01
+    assert 0.05 < pre["plain_ratio"] < 2
 
 
 def test_zero_pad_example():

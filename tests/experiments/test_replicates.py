@@ -154,8 +154,12 @@ def test_replicated_record_renders_mean_and_spread(replicated):
     assert "comparison runs: full budget, seeds 0, 1" in records.provenance(record)
     import matplotlib
     matplotlib.use("Agg")
-    fig = shortcuts.plot(record)
-    assert len(fig.axes) == 2  # the curves and the per-seed errors with error bars
+    fig = present.error_curves({"options": record["models"]}, record)
+    assert len(fig.axes[0].collections) == len(record["models"])  # one ± sd band each
+    assert "mean of 2 seeds" in " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    fig = present.spread_figure(record["models"])
+    dots = [line for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert sorted(len(line.get_xdata()) for line in dots) == [2] * len(record["models"])
 
 
 def test_finished_seeds_are_reused(replicated):
@@ -213,3 +217,20 @@ def test_depth_shows_the_longer_resnet20_run():
     assert (p["depth"], p["epochs"], p["iterations"]) == (20, 45, 17_550)
     assert p["final_test_error"] == pytest.approx(13.74)
     assert depth.longer_point("smoke", str(REPO / "results")) is None
+
+
+def test_variant_errors_draw_every_seed():
+    """A replicated identity record: ours as mean ± sd bars with one dot per seed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    record = json.loads((REPO / "results" / "identity-cpu.json").read_text())
+    for family in ("activations", "shortcuts"):
+        for s in record[family].values():
+            e = s["final_test_error"]
+            s["seeds"] = [0, 1, 2]
+            s["spread"] = {"final_test_error": present.spread([e - 1, e, e + 1])}
+    fig = present.variant_errors(record, identity.PAPER)
+    ours = fig.axes[0]
+    dots = [line for line in ours.lines if line.get_marker() == "o"]
+    assert [len(line.get_xdata()) for line in dots] == [3] * len(record["activations"])
+    assert "mean ± sd of seeds 0, 1, 2" in ours.get_title()
