@@ -370,6 +370,12 @@ def model_for_weights(model, path, size=None, **model_kwargs):
     arrays, meta = read_weights(path)
     recorded = recorded_options(model, meta)
     recorded_size = recorded.pop("size", None)
+    have = recorded.get("in_channels", model_spec(model).in_channels)
+    want = model_kwargs.get("in_channels")
+    if want is not None and want != have:
+        raise GluonresError(f"{path!r} holds weights for {have}-channel images, not {want}; "
+                            f"leave --in-channels out (the weights' {have} is used) or train "
+                            f"a {want}-channel model")
     net = sized_model(model, recorded_size if size is None else size,
                       **{**recorded, **model_kwargs})
     size = model_info(net).input_size

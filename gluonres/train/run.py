@@ -219,7 +219,7 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
     if freeze:
         finetune.freeze(net, freeze)
     built = model_info(net)
-    size = built.input_size
+    chosen, size = size, built.input_size
     config.check_image_size(size, size)  # the data is loaded at that size
     dataset = datasets.load(data, size=size, val_size=val_split, seed=config.seed,
                             progress=progress, channels=built.in_channels)
@@ -229,6 +229,10 @@ def _train_model(model, data, out_dir, resume, val_split, recipe_name, model_kwa
         config = dataclasses.replace(config, flip=False)
     if not resume:
         _warn_nothing_held_out(dataset)
+        if chosen is None and dataset.resize and not made:
+            print(f"gluonres: {dataset.name}: images resized to {size}x{size}, {model}'s "
+                  "input size (shorter side, centre crop); pass --size N to train at "
+                  "another size, e.g. the images' own", file=sys.stderr, flush=True)
         if not ("epochs" in settings or "iterations" in settings):
             config, said = default_length(config, len(dataset.train))
             if said:

@@ -215,3 +215,18 @@ def test_bad_sizes_and_channels_are_one_line(runs, cli, tmp_path, args, problem,
 def test_a_resumed_run_keeps_its_size(runs, cli):
     assert_clean_error(cli("train", "resnet18", "--resume", "--out", runs["rgb"], "--size", "64"),
                        "trains on 32x32 images, not 64x64", "resume without --size")
+
+
+def test_a_resize_the_user_did_not_ask_for_is_said(runs, cli, tmp_path):
+    """Without --size, the 40x48 images go to resnet20_cifar's 32x32: the run says so and
+    names --size; at --size 32 (asked for) it does not."""
+    common = ["train", "resnet20_cifar", "--data", runs["data"], "--iterations", "1",
+              "--batch-size", "8", "--val-split", "25%", "--schedule", "cosine",
+              "--no-progress"]
+    proc = cli(*common, "--out", tmp_path / "default")
+    assert proc.returncode == 0, proc.stderr
+    assert ("images resized to 32x32, resnet20_cifar's input size (shorter side, centre "
+            "crop); pass --size N") in proc.stderr
+    proc = cli(*common, "--out", tmp_path / "asked", "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    assert "images resized to" not in proc.stderr
