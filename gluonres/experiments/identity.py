@@ -119,6 +119,65 @@ def unit_layout(**options):
     return [names.get(n["op"], n["op"]) for n in nodes if n["op"] != "null"]
 
 
+def shortcut_gradient(units, scale=0.5, channels=16, size=8, seed=0):
+    """Eqs. 6-8 of the 2016 paper, measured: how much of the gradient arriving at the top
+    of ``units`` stacked pre-activation units reaches their input when every shortcut is
+    scaled by ``scale`` (``x_{l+1} = scale * x_l + F(x_l)``), against identity shortcuts.
+
+    With ``F = 0`` (each unit's last convolution zeroed) only Eq. 7's first term is left,
+    ``prod(scale) = scale ** units``; with random (Xavier) weights and BatchNorm on the
+    batch's statistics, as in training, the gradient also crosses the residual branches.
+
+    Parameters
+    ----------
+    units : int
+        Residual units in the stack (ResNet-20: 9, ResNet-110: 54).
+    scale : float, default 0.5
+        The shortcut's constant (2016 Fig. 2(b)).
+    channels, size : int
+        The input, ``(2, channels, size, size)``.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``{'scaled' | 'identity': {'shortcut_only': ratio, 'with_residual': ratio}}``,
+        each ``|dE/dx_0| / |dE/dx_L|``, and ``'expected'``: ``scale ** units``.
+    """
+    import mxnet as mx
+    import numpy as np
+    from mxnet import gluon
+
+    from gluonres.blocks import ResidualFactory
+
+    rng = np.random.default_rng(seed)
+    x = mx.nd.array(rng.normal(size=(2, channels, size, size)))
+    g = mx.nd.array(rng.normal(size=x.shape))
+    out = {"expected": scale ** units}
+    for name, op in (("scaled", {"shortcut_op": "scale",
+                                 "shortcut_op_args": {"scale": scale}}), ("identity", {})):
+        out[name] = {}
+        for branch in ("shortcut_only", "with_residual"):
+            mx.random.seed(seed)
+            stack = gluon.nn.HybridSequential()
+            for _ in range(units):
+                stack.add(ResidualFactory(channels, channels, arrangement="full_preact",
+                                          shortcut="A", **op))
+            stack.initialize(mx.init.Xavier(magnitude=2))
+            if branch == "shortcut_only":
+                for unit in stack:
+                    last = [p for n, p in unit.collect_params().items()
+                            if n.endswith("_weight") and len(p.shape) == 4][-1]
+                    last.set_data(mx.nd.zeros(last.shape))
+            xi = x.copy()
+            xi.attach_grad()
+            with mx.autograd.record():
+                h = stack(xi)
+            h.backward(g)
+            out[name][branch] = float(xi.grad.norm().asscalar() / g.norm().asscalar())
+    return out
+
+
 def compute(runner):
     scale = runner.scale.name
     done = {name: summarize_runs(runner.train_seeds(spec))

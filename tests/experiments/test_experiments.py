@@ -361,3 +361,14 @@ def test_reproduce_cli_errors(smoke, tmp_path):
     assert "--force" in run("depth", "--scale", "smoke", "--out", str(out))
     assert "pass --data" in run("degradation", "--scale", "cpu", "--out", str(tmp_path))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_scaled_shortcut_passes_scale_to_the_units_of_the_gradient():
+    """2016 Eq. 7's first term: through the shortcuts alone (F = 0) a stack of 9 units
+    with shortcuts scaled by 0.5 passes 0.5 ** 9 of the gradient, identity shortcuts all
+    of it."""
+    r = identity.shortcut_gradient(9, scale=0.5)
+    assert r["expected"] == 0.5 ** 9
+    assert r["scaled"]["shortcut_only"] == pytest.approx(0.5 ** 9, rel=1e-5)
+    assert r["identity"]["shortcut_only"] == pytest.approx(1.0, rel=1e-5)
+    assert r["scaled"]["with_residual"] != pytest.approx(r["scaled"]["shortcut_only"])
