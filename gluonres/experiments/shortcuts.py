@@ -30,6 +30,7 @@ PAPER = {
     "source": "He et al. 2015, Table 3: ImageNet validation error (10-crop), ResNet-34",
     "top1": {"A": 25.03, "B": 24.52, "C": 24.19},
     "top5": {"A": 7.76, "B": 7.46, "C": 7.40},
+    "plain34": {"top1": 28.54, "top5": 10.02},
     "claim": "all three options are much better than the plain network; B is slightly "
              "better than A, C marginally better than B, and the differences are small: "
              "projections are not essential for addressing the degradation problem",
