@@ -20,8 +20,8 @@ def get_model(name, pretrained=False, **kwargs):
         network input out).
     **kwargs
         Builder options (:func:`gluonres.models.get_model`). With ``pretrained``,
-        options that change the weights' shapes (``classes``, ``shortcut``) must match
-        the card's; to fine-tune on other classes call ``net.reset_classifier(n)``.
+        options that change the weights' shapes (``classes``, ``in_channels``,
+        ``shortcut``) must match the card's; to fine-tune on other classes call ``net.reset_classifier(n)``.
 
     Returns
     -------
@@ -44,6 +44,12 @@ def get_model(name, pretrained=False, **kwargs):
             f"the shipped {name} weights have {len(card['classes'])} classes, not {classes}; "
             f"load them without classes= and call net.reset_classifier({classes}) to "
             "fine-tune on yours")
+    channels = 1 if card["preprocess"].get("color") == "L" else 3
+    if kwargs.get("in_channels", channels) != channels:
+        raise GluonresError(
+            f"the shipped {name} weights are for {channels}-channel images, not "
+            f"{kwargs['in_channels']}; load them without in_channels= (or train a "
+            f"{kwargs['in_channels']}-channel model)")
     net, meta = io.model_for_weights(name, shipped.weights_path(name), **kwargs)
     net.pretrained_card = card
     net.preprocess = io.preprocess_of(meta)

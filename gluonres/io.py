@@ -365,17 +365,24 @@ def model_for_weights(model, path, size=None, **model_kwargs):
     net : mxnet.gluon.HybridBlock
     meta : dict
         As for :func:`load_weights`.
+
+    Raises
+    ------
+    GluonresError
+        If ``in_channels`` differs from the channel count the weights record, or a
+        ``size`` differs from that of a per-pixel mean image they normalise with.
+    WeightsMismatchError
+        If the weights do not fit the network built (another model, other options).
     """
     path = pretrained.resolve(path, model)
     arrays, meta = read_weights(path)
     recorded = recorded_options(model, meta)
     recorded_size = recorded.pop("size", None)
-    have = recorded.get("in_channels", model_spec(model).in_channels)
-    want = model_kwargs.get("in_channels")
-    if want is not None and want != have:
+    have, want = meta.get("in_channels"), model_kwargs.get("in_channels")
+    if want is not None and have is not None and check_channels(want) != have:
         raise GluonresError(f"{path!r} holds weights for {have}-channel images, not {want}; "
-                            f"leave --in-channels out (the weights' {have} is used) or train "
-                            f"a {want}-channel model")
+                            f"leave the input channels unset (the weights' {have} is used) or "
+                            f"train a {want}-channel model")
     net = sized_model(model, recorded_size if size is None else size,
                       **{**recorded, **model_kwargs})
     size = model_info(net).input_size

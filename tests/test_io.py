@@ -7,7 +7,8 @@ import pytest
 
 import gluonres
 from gluonres import io
-from gluonres.errors import CorruptFileError, WeightsMismatchError
+from gluonres.errors import CorruptFileError, GluonresError, WeightsMismatchError
+from gluonres.models import model_info
 
 
 def test_load_weights_checks_before_changing_anything(tmp_path):
@@ -70,3 +71,25 @@ def test_a_reference_npz_of_integers_is_refused(tmp_path):
     np.savez(path, **{"conv1.weight": np.zeros((16, 3, 3, 3), "int64")})
     with pytest.raises(CorruptFileError, match="holds int64, not floating-point weights"):
         io.read_weights(str(path))
+
+
+def test_input_channels_are_refused_only_against_a_record(tmp_path):
+    """A grey network's weights load as grey whether or not their file records the
+    channels (an exported NAME-0000.params records nothing); a count that contradicts the
+    record is refused naming both, and one images cannot have names the two that work."""
+    net = gluonres.get_model("resnet20_cifar", in_channels=1)
+    net.initialize()
+    net(mx.nd.zeros((1, 1, 32, 32)))
+    bare = str(tmp_path / "bare.params")
+    io.save_weights(net, bare)
+    loaded, _ = io.model_for_weights("resnet20_cifar", bare, in_channels=1)
+    assert model_info(loaded).in_channels == 1
+    recorded = str(tmp_path / "recorded.params")
+    io.save_weights(net, recorded, {"in_channels": 1})
+    loaded, _ = io.model_for_weights("resnet20_cifar", recorded)
+    assert model_info(loaded).in_channels == 1
+    io.model_for_weights("resnet20_cifar", recorded, in_channels=1)
+    with pytest.raises(GluonresError, match="weights for 1-channel images, not 3"):
+        io.model_for_weights("resnet20_cifar", recorded, in_channels=3)
+    with pytest.raises(GluonresError, match="pass --in-channels 1 or 3"):
+        io.model_for_weights("resnet20_cifar", recorded, in_channels=2)

@@ -49,7 +49,8 @@ def runs(scale):
 
 def longer_point(scale, out="results"):
     """The :data:`LONGER_RECORD` of ``scale`` in ``out``, reduced to what the table and
-    plot show, or ``None`` when the scale has none or it is missing.
+    :func:`~gluonres.experiments.present.depth_figure` show, or ``None`` when the scale
+    has none or it is missing.
 
     Returns
     -------

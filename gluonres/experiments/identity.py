@@ -120,13 +120,14 @@ def unit_layout(**options):
 
 
 def shortcut_gradient(units, scale=0.5, channels=16, size=8, seed=0):
-    """Eqs. 6-8 of the 2016 paper, measured: how much of the gradient arriving at the top
-    of ``units`` stacked pre-activation units reaches their input when every shortcut is
-    scaled by ``scale`` (``x_{l+1} = scale * x_l + F(x_l)``), against identity shortcuts.
+    """How much gradient a stack of pre-activation units passes back when every shortcut
+    is scaled by ``scale``, against identity shortcuts (2016 paper, Eqs. 6-8).
 
-    With ``F = 0`` (each unit's last convolution zeroed) only Eq. 7's first term is left,
-    ``prod(scale) = scale ** units``; with random (Xavier) weights and BatchNorm on the
-    batch's statistics, as in training, the gradient also crosses the residual branches.
+    With ``x_{l+1} = scale * x_l + F(x_l)`` the gradient's shortcut term is
+    ``prod(scale) = scale ** units`` (the first term of Eq. 8). With ``F = 0`` (each
+    unit's last convolution zeroed) that term is all that is left; with random (Xavier)
+    weights and BatchNorm on the batch's statistics, as in training, the gradient also
+    crosses the residual branches.
 
     Parameters
     ----------
@@ -137,6 +138,7 @@ def shortcut_gradient(units, scale=0.5, channels=16, size=8, seed=0):
     channels, size : int
         The input, ``(2, channels, size, size)``.
     seed : int
+        Seed of the input, the arriving gradient and the weights.
 
     Returns
     -------

@@ -219,21 +219,37 @@ def plot_spread(ax, summaries, field="final_test_error", colours=None):
     ax.grid(alpha=0.3, axis="x")
 
 
-def spread_figure(summaries, title=None, field="final_test_error"):
-    """:func:`plot_spread` as a figure of its own: the final test error of each variant
-    per seed, with mean ± sd, in the colours :func:`error_curves` gives the same labels.
+def spread_figure(summaries, title=None, field="final_test_error", colours=None):
+    """:func:`plot_spread` as a figure of its own: each variant's final test error per
+    seed, with mean ± sd.
 
     Parameters
     ----------
     summaries : dict
-        Label -> :func:`summarize_runs`.
+        Label -> :func:`summarize_runs`; at least one replicated.
     title : str, optional
+        Figure title.
     field : str, default 'final_test_error'
+    colours : dict, optional
+        Label -> colour; default :data:`PALETTE` in order, which is what
+        :func:`error_curves` gives the same labels drawn in one panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    GluonresError
+        If no summary is replicated (one run per variant has no spread to show).
     """
     import matplotlib.pyplot as plt
 
+    if not any(map(is_replicated, summaries.values())):
+        raise GluonresError("no variant here was trained under several seeds, so there is no "
+                            "spread to draw; make the record with --seeds 0 1 2")
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(summaries) + 1.4))
-    plot_spread(ax, summaries, field)
+    plot_spread(ax, summaries, field, colours)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -382,8 +398,8 @@ def error_curves(panels, record=None, results=None, reference=None, ncols=None,
     Parameters
     ----------
     panels : dict of str to dict
-        Panel title -> ``{label: summary}`` (:func:`summarize` entries); a label keeps
-        its colour in every panel.
+        Panel title -> ``{label: summary}`` (:func:`summarize` or
+        :func:`summarize_runs` entries); a label keeps its colour in every panel.
     record, results : optional
         The record and the results folder: the runs' files give the exact
         learning-rate drops (:func:`lr_drops`).
@@ -520,8 +536,9 @@ RESNET110_2015 = {"best": 6.43, "mean": 6.61, "std": 0.16,
 
 
 def depth_figure(record, paper_test_error):
-    """Test error against depth: ours (the depths trained at the record's scale) beside
-    the paper's Table 6, on one axis from zero.
+    """Test error against depth: ours (the depths trained at the record's scale, and the
+    record's longer run of one depth where it has one) beside the paper's Table 6, on one
+    axis from zero.
 
     ``paper_test_error``: ``{depth: error}`` (``gluonres.experiments.depth.PAPER``);
     ResNet-110 is drawn as its best run with the mean ± std of its 5 runs beside it.
@@ -544,6 +561,14 @@ def depth_figure(record, paper_test_error):
     for d, e, it in ours:
         ax.annotate(f"{it:,} updates", (d, e), textcoords="offset points", xytext=(0, -13),
                     ha="center", fontsize=8, color="C0")
+    longer = record.get("longer")
+    if longer:
+        ax.plot([longer["depth"]], [longer["final_test_error"]], "D", color="C1",
+                label=f"ours, ResNet-{longer['depth']} for {longer['epochs']} epochs "
+                      f"({longer['schedule']} schedule; {longer['record']})")
+        ax.annotate(f"{longer['iterations']:,} updates",
+                    (longer["depth"], longer["final_test_error"]), textcoords="offset points",
+                    xytext=(0, -13), ha="center", fontsize=8, color="C1")
     ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.minorticks_off()
@@ -589,15 +614,16 @@ def variant_errors(record, paper, chance=90.0):
         spreads = [record[family][n].get("spread", {}).get("final_test_error")
                    for n in names]
         ours.barh(pos, [record[family][n]["final_test_error"] for n in names], color="C0",
-                  height=0.6, **({"xerr": [s["sd"] for s in spreads], "capsize": 3}
-                                 if all(spreads) else {}))
+                  height=0.6, **({"xerr": [s["sd"] if s else 0 for s in spreads],
+                                  "capsize": 3} if any(spreads) else {}))
         for p, n, sp in zip(pos, names, spreads):
             e = record[family][n]["final_test_error"]
+            right = e
             if sp:
                 ours.plot(sp["values"], [p] * len(sp["values"]), "o", color="k", ms=2.5)
-            ours.text(max([e] + (sp["values"] if sp else [])) + 1.5, p,
-                      f"{e:.1f} ± {sp['sd']:.1f}" if sp else f"{e:.1f}", va="center",
-                      fontsize=8)
+                right = max(e + sp["sd"], *sp["values"])
+            ours.text(right + 1.5, p, f"{e:.1f} ± {sp['sd']:.1f}" if sp else f"{e:.1f}",
+                      va="center", fontsize=8)
         ours.axvline(chance, color="C3", lw=1, ls="--")
         ours.set_xlim(0, 100)
         ours.set_yticks(pos, names, fontsize=8)
@@ -625,7 +651,8 @@ def variant_errors(record, paper, chance=90.0):
         theirs.set_yticks(pos, [""] * len(names))
         theirs.set_ylim(ours.get_ylim())
         theirs.grid(alpha=0.3, axis="x")
-    seeds = some.get("seeds")
+    seeds = next((s["seeds"] for f, _ in families for s in record[f].values()
+                  if is_replicated(s)), None)
     said = (f"; mean ± sd of seeds {', '.join(map(str, seeds))}, dots: each seed"
             if seeds else "")
     axes[0, 0].set_title(f"ours: {record['base']}, {some['iterations']:,} updates, JPEG "

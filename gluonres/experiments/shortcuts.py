@@ -114,6 +114,9 @@ def table(record):
         lines.append(f"{o:<8}{m['params']:>10,}{fmt_value(m, 'final_train_error'):>{w + 1}}"
                      f"{fmt_value(m, 'final_test_error'):>{w}}"
                      f"{PAPER['top1'][o]:>36.2f} / {PAPER['top5'][o]:.2f}")
+    plain = PAPER["plain34"]
+    lines.append(f"{'plain':<8}{'(not trained here)':>{10 + 2 * w + 1}}"
+                 f"{plain['top1']:>36.2f} / {plain['top5']:.2f}")
     return "\n".join(lines + _replicate_lines(record))
 
 
@@ -131,6 +134,8 @@ def markdown(record):
         rows.append(f"| {o} | {m['params']:,} | {fmt_value(m, 'final_train_error')} | "
                     f"{fmt_value(m, 'final_test_error')} | {PAPER['top1'][o]:.2f} / "
                     f"{PAPER['top5'][o]:.2f} |")
+    rows.append(f"| plain (paper's plain-34; not trained here) | – | – | – | "
+                f"{PAPER['plain34']['top1']:.2f} / {PAPER['plain34']['top5']:.2f} |")
     said = _replicate_lines(record)
     rows += [""] + [f"- {line}" for line in said] if said else []
     rows += ["", "| model | option | params | mult-adds |", "| --- | --- | ---: | ---: |"]

@@ -230,7 +230,16 @@ def test_variant_errors_draw_every_seed():
             s["seeds"] = [0, 1, 2]
             s["spread"] = {"final_test_error": present.spread([e - 1, e, e + 1])}
     fig = present.variant_errors(record, identity.PAPER)
-    ours = fig.axes[0]
-    dots = [line for line in ours.lines if line.get_marker() == "o"]
-    assert [len(line.get_xdata()) for line in dots] == [3] * len(record["activations"])
-    assert "mean ± sd of seeds 0, 1, 2" in ours.get_title()
+    assert "mean ± sd of seeds 0, 1, 2" in fig.axes[0].get_title()
+    for ours, family in ((fig.axes[0], "activations"), (fig.axes[2], "shortcuts")):
+        dots = [line for line in ours.lines if line.get_marker() == "o"]
+        assert [len(line.get_xdata()) for line in dots] == [3] * len(record[family])
+        assert [t.get_text().split()[1:] for t in ours.texts] == [["±", "1.0"]] * len(
+            record[family])  # the mean's label with its sd (one point here)
+        assert len(ours.collections) == 1  # the sd error bars
+
+
+def test_a_spread_needs_seeds():
+    record = json.loads((REPO / "results" / "identity-cpu.json").read_text())
+    with pytest.raises(GluonresError, match="several seeds.*--seeds 0 1 2"):
+        present.spread_figure(record["activations"])
