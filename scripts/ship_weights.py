@@ -41,6 +41,9 @@ def card_of(record, weights, record_path):
         "machine": {k: record["machine"][k] for k in ("cpu", "isa", "cores")
                     if k in record["machine"]},
         "wall_min": record["wall_min"],
+        # a run stopped and resumed (--resume) sums its segments' wall times
+        "segments": 1 + len(record.get("resumed", [])),
+        "train_img_s": round(record["train_img_s"], 1),
         "trained": record["finished"][:10],
         "record": os.path.relpath(record_path, os.path.dirname(os.path.dirname(
             os.path.abspath(record_path)))),
