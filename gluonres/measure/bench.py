@@ -20,10 +20,11 @@ reported (:func:`gluonres.measure.timing.interleaved`).
 Peers run in another process, so the bench checks that they were timed fairly: a short
 sleep before every sample lets the side timed before fall idle (OpenMP threads spin for
 a while after their work), the CPU each idle side used is measured, and every peer is
-timed again alone, in a fresh process; a peer inside the bench more than
-:data:`~gluonres.measure.peers.PEER_TOLERANCE` away from itself alone, or an idle side
-above :data:`~gluonres.measure.peers.IDLE_CPU_LIMIT` of a core, makes the record say its
-peer ratios are not trustworthy (``peer_check``).
+timed again alone, in a fresh process, before and after the bench. A peer inside the
+bench more than :data:`~gluonres.measure.peers.PEER_TOLERANCE` away from itself alone
+(the mean of before and after), its two alone timings that far apart (the machine
+drifted), or an idle side above :data:`~gluonres.measure.peers.IDLE_CPU_LIMIT` of a core,
+makes the record say its peer ratios are not trustworthy (``peer_check``).
 """
 import os
 import tempfile
@@ -250,10 +251,15 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
                                 _real_data_batches(real_data, batch)))
             notes["realdata"] = f"training batches from {real_data} (augmented, normalised)"
 
+        # the peers alone before and after the bench: their mean is the peers' speed
+        # over the bench's time span, and their difference how much the machine drifted
+        before = (peers.alone(repeats, warmup, iters, gap=GAP_S)
+                  if peers is not None and peers.setups else None)
         errors = interleaved(fwd + train, repeats, warmup, iters, progress, drop_failing=True,
                              gap=GAP_S)
         peer_timers = [t for t in fwd + train if peers is not None and t.name in peers.setups]
-        check = peer_check(peers, peer_timers, repeats, warmup, iters) if peer_timers else None
+        check = (peer_check(peers, peer_timers, repeats, warmup, iters, before)
+                 if peer_timers else None)
 
         # batch-1 latency of the hybridized graph: median over single calls
         one = mx.nd.random.uniform(-1, 1, shape=model_info(net).input_shape(1))
@@ -273,29 +279,51 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     return record
 
 
-def peer_check(peers, timers, repeats, warmup, iters):
+def peer_check(peers, timers, repeats, warmup, iters, before=None):
     """Were the peers timed fairly? The peers of ``timers`` (already timed inside the
     bench) are timed again alone, together in a fresh process (:meth:`Peers.alone`),
     and the CPU of the idle sides is read (:meth:`Peers.idle_cpu`).
 
+    Timed alone once before the bench (``before``) and once after it, a peer's alone
+    speed is the mean of the two, which brackets the bench in time; the two differing
+    by more than :data:`PEER_TOLERANCE` means the machine's own speed moved during the
+    bench (another tenant, frequency), and then no ratio can be trusted to that
+    tolerance, whatever the peers did.
+
+    Parameters
+    ----------
+    peers : Peers
+    timers : list of Timer
+        The peers' timers from inside the bench.
+    repeats, warmup, iters : int
+        As for the bench (:func:`~gluonres.measure.timing.interleaved`).
+    before : dict of str to float, optional
+        :meth:`Peers.alone` from before the bench.
+
     Returns
     -------
     dict
-        ``peers``: per peer, img/s ``inside`` and ``alone``, their ``ratio`` and ``ok``
-        (within :data:`PEER_TOLERANCE`); ``idle_cpu``; ``trustworthy`` and, when not,
-        ``reasons``.
+        ``peers``: per peer, img/s ``inside``, ``alone`` (and ``alone_before`` /
+        ``alone_after``), their ``ratio`` and ``ok`` (within :data:`PEER_TOLERANCE`);
+        ``idle_cpu``; ``trustworthy`` and, when not, ``reasons``.
     """
     rows, reasons = {}, []
     idle = peers.idle_cpu()
-    alone_rates = peers.alone(repeats, warmup, iters, gap=GAP_S)
+    after = peers.alone(repeats, warmup, iters, gap=GAP_S)
     for t in timers:
-        alone = alone_rates.get(t.name)
+        b, a = (before or {}).get(t.name), after.get(t.name)
+        alone = (b + a) / 2 if b and a else (None if before else a)
         inside = t.median_rate()
         ratio = inside / alone if alone and inside else None
         ok = ratio is not None and abs(ratio - 1) <= PEER_TOLERANCE
-        rows[t.name] = {"inside": inside, "alone": alone,
-                        "ratio": None if ratio is None else round(ratio, 3), "ok": ok}
-        if not ok:
+        rows[t.name] = {"inside": inside, "alone": alone, "alone_before": b,
+                        "alone_after": a, "ratio": None if ratio is None else round(ratio, 3),
+                        "ok": ok}
+        if b and a and abs(b / a - 1) > PEER_TOLERANCE:
+            reasons.append(f"{t.name} alone ran at {round(b)} img/s before the bench and "
+                           f"{round(a)} after: the machine's speed moved during the bench; "
+                           "run it again on a quiet machine")
+        elif not ok:
             reasons.append(f"{t.name}: {inside and round(inside)} img/s inside the bench, "
                            f"{alone and round(alone)} alone")
     for side, share in idle.items():
@@ -411,6 +439,8 @@ def table(record):
         if not check:
             continue
         rows = ", ".join(f"{name} {r['inside'] or 0:.0f} inside vs {r['alone'] or 0:.0f} alone"
+                         + (f" ({r['alone_before']:.0f} before, {r['alone_after']:.0f} after)"
+                            if r.get("alone_before") and r.get("alone_after") else "")
                          for name, r in check["peers"].items())
         idle = check["idle_cpu"]
         verdict = ("passed" if check["trustworthy"] else

@@ -135,3 +135,27 @@ def test_the_peers_are_timed_alone_together_in_a_fresh_process(fake_peer):
     finally:
         p.close()
     assert rates == {"sleepy": pytest.approx(10 / 0.05), "dozy": pytest.approx(20 / 0.05)}
+
+
+def test_alone_before_and_after_bracket_the_bench():
+    """Inside at 100 between 95 alone before and 104 after: the mean, 99.5, is the
+    reference, and the peer passes."""
+    check = bench.peer_check(FakePeers({"torch_fwd": 104.0}), [timed("torch_fwd", 100.0)],
+                             5, 2, 2, before={"torch_fwd": 95.0})
+    row = check["peers"]["torch_fwd"]
+    assert check["trustworthy"] and row["alone"] == 99.5
+    assert (row["alone_before"], row["alone_after"]) == (95.0, 104.0)
+
+
+def test_a_machine_that_drifts_during_the_bench_is_not_trusted():
+    check = bench.peer_check(FakePeers({"torch_fwd": 1944.0}), [timed("torch_fwd", 1800.0)],
+                             5, 2, 2, before={"torch_fwd": 1699.0})
+    assert not check["trustworthy"]
+    assert ("torch_fwd alone ran at 1699 img/s before the bench and 1944 after: the machine's "
+            "speed moved") in check["reasons"][0]
+
+
+def test_a_peer_missing_before_is_not_compared_with_half_a_bracket():
+    check = bench.peer_check(FakePeers({"torch_fwd": 100.0}), [timed("torch_fwd", 100.0)],
+                             5, 2, 2, before={"torch_fwd": None})
+    assert not check["trustworthy"] and check["peers"]["torch_fwd"]["alone"] is None
