@@ -38,6 +38,98 @@ def onednn_symbol(sym):
     return mx.sym.load_json(json.dumps(graph))
 
 
+def zero_pads_as_convs(sym, arg_params, data_shape):
+    """The same graph with every option-A shortcut written as a 1x1 convolution.
+
+    :class:`~gluonres.blocks.ZeroPadShortcut` subsamples and zero-pads channels with
+    slice, reshape, broadcast and concat ops, which oneDNN cannot quantize: each one
+    makes the int8 graph dequantize its input, run them in float and quantize again.
+    A 1x1 convolution with the shortcut's stride whose weights embed the identity in the
+    middle output channels (``W[before + i, i] = 1``, zero elsewhere, no bias) computes
+    exactly the same numbers and is quantized like every other convolution.
+
+    Parameters
+    ----------
+    sym : mxnet.sym.Symbol
+        An exported FP32 graph (input ``data``).
+    arg_params : dict of str to NDArray
+    data_shape : tuple
+        The input shape, ``(N, C, H, W)``, to read the shortcuts' input channels.
+
+    Returns
+    -------
+    sym : mxnet.sym.Symbol
+    arg_params : dict of str to NDArray
+        With the embedding weights added (``...shortcut_identity_weight``).
+    count : int
+        Shortcuts rewritten.
+    """
+    graph = json.loads(sym.tojson())
+    nodes = graph["nodes"]
+    internals = sym.get_internals()
+    added = {}
+    for r, node in enumerate(nodes):
+        found = _zero_pad_at(nodes, r)
+        if found is None:
+            continue
+        concat, src, stride, before, after = found
+        _, shapes, _ = internals[nodes[src]["name"] + "_output"].infer_shape(data=data_shape)
+        cin = shapes[0][1]
+        prefix = node["name"].rsplit("reshape_like", 1)[0]
+        weight = np.zeros((before + cin + after, cin, 1, 1), np.float32)
+        weight[before + np.arange(cin), np.arange(cin), 0, 0] = 1
+        added[prefix + "identity_weight"] = mx.nd.array(weight)
+        # the concat's slot becomes the weight variable, the reshape_like's the
+        # convolution: every index stays in topological order and every consumer of the
+        # shortcut now reads the convolution; the shortcut's other ops are left unused
+        nodes[concat] = {"op": "null", "name": prefix + "identity_weight", "inputs": []}
+        graph["arg_nodes"] = sorted(graph["arg_nodes"] + [concat])
+        nodes[r] = {"op": "Convolution", "name": prefix + "identity_conv",
+                    "attrs": {"kernel": "(1, 1)", "stride": f"({stride}, {stride})",
+                              "pad": "(0, 0)", "num_filter": str(len(weight)),
+                              "no_bias": "True"},
+                    "inputs": [[src, 0, 0], [concat, 0, 0]]}
+    if not added:
+        return sym, arg_params, 0
+    # a round trip through JSON drops the unused nodes
+    out = mx.sym.load_json(mx.sym.load_json(json.dumps(graph)).tojson())
+    return out, {**arg_params, **added}, len(added)
+
+
+def _zero_pad_at(nodes, r):
+    """``(concat, source, stride, before, after)`` when node ``r`` ends a
+    :class:`~gluonres.blocks.ZeroPadShortcut` (``reshape_like`` of a concat of zeros,
+    the flattened, possibly subsampled input, and zeros), else ``None``."""
+    node = nodes[r]
+    if node["op"] != "reshape_like":
+        return None
+    concat = node["inputs"][0][0]
+    if nodes[concat]["op"] not in ("Concat", "concat"):
+        return None
+    parts = [i for i, *_ in nodes[concat]["inputs"]]
+    flat = [i for i in parts if nodes[i]["op"] == "Reshape"
+            and nodes[i].get("attrs", {}).get("shape") == "(0, 0, -1)"]
+    zeros = [i for i in parts if nodes[i]["op"] == "broadcast_axis"]
+    if len(flat) != 1 or len(flat) + len(zeros) != len(parts):
+        return None
+    shaped = nodes[flat[0]]["inputs"][0][0]
+    if node["inputs"][1][0] != shaped:
+        return None
+    src, stride = shaped, 1
+    if nodes[shaped]["op"] == "slice":
+        attrs = nodes[shaped]["attrs"]
+        if (attrs.get("begin"), attrs.get("end")) != ("(None, None, None, None)",) * 2:
+            return None
+        step = attrs.get("step", "")
+        stride = int(step.strip("()").split(",")[2]) if step else 1
+        if step.replace(" ", "") != f"(1,1,{stride},{stride})":
+            return None
+        src = nodes[shaped]["inputs"][0][0]
+    sizes = [int(nodes[i]["attrs"]["size"]) for i in zeros]
+    before = sizes[0] if parts[0] in zeros else 0
+    return concat, src, stride, before, sum(sizes) - before
+
+
 def fuse_fp32(sym):
     """FP32 graph with oneDNN's operator fusion (conv+BN+sum+ReLU), for a fair baseline."""
     return onednn_symbol(sym).get_backend_symbol("MKLDNN")
@@ -139,6 +231,7 @@ def quantize(sym, arg_params, aux_params, calib_inputs, calibration):
     """
     from mxnet.contrib import quantization
 
+    sym, arg_params, _ = zero_pads_as_convs(sym, arg_params, (1, *calib_inputs.shape[1:]))
     # the two MKLDNN_QUANTIZE passes mirror quantization.quantize_model_mkldnn, which
     # gives no handle on the fused node names needed to exclude the stem convolution
     fused = onednn_symbol(sym).get_backend_symbol("MKLDNN_QUANTIZE")

@@ -26,9 +26,9 @@ from helpers import (BLOCK_MODEL_CODE, REPO, assert_clean_error, last_json, run,
 ROOT = str(REPO)
 
 
-def randomized(name, seed=0):
+def randomized(name, seed=0, **options):
     """A model with every parameter random, BatchNorm statistics included."""
-    net = gluonres.get_model(name)
+    net = gluonres.get_model(name, **options)
     mx.random.seed(seed)
     net.initialize(mx.init.MSRAPrelu(slope=0))
     rng = np.random.RandomState(seed)
@@ -333,6 +333,35 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
     np.testing.assert_array_equal(outs[0].asnumpy(), outs[1].asnumpy())
     fused = json.loads(quantize.fuse_fp32(sym).tojson())["nodes"]
     assert any(n.get("attrs", {}).get("with_act") == "true" for n in fused)
+
+
+@pytest.mark.parametrize("name, options, shortcuts", [
+    ("resnet20_cifar", {}, 2), ("resnet18", {"shortcut": "A"}, 3), ("plain20_cifar", {}, 0),
+    ("resnet18", {}, 0)])
+def test_option_a_shortcuts_become_exact_identity_convolutions(name, options, shortcuts):
+    """The INT8 path writes each zero-padding shortcut as a strided 1x1 convolution that
+    embeds the identity: the float outputs are bit-identical, and the quantized graph
+    then runs in int8 from the stem to the classifier (no dequantize, slice or concat)."""
+    from gluonres.deploy import quantize
+    net = randomized(name, **options)
+    sym = net(mx.sym.var("data"))
+    x = mx.nd.random.normal(shape=(2, 3, 32, 32))
+    params = {k: p.data() for k, p in net.collect_params().items()}
+    rewritten, params2, count = quantize.zero_pads_as_convs(sym, params, x.shape)
+    assert count == shortcuts
+    ops = lambda s: [n["op"] for n in json.loads(s.tojson())["nodes"]]  # noqa: E731
+    assert ops(rewritten).count("Convolution") == ops(sym).count("Convolution") + shortcuts
+    block = mx.gluon.SymbolBlock(rewritten, [mx.sym.var("data")])
+    block.collect_params().load_dict(params2, mx.cpu())
+    np.testing.assert_array_equal(block(x).asnumpy(), net(x).asnumpy())
+    if shortcuts:
+        assert not {"slice", "Concat", "broadcast_axis"} & set(ops(rewritten))
+        images = np.random.RandomState(0).randint(0, 256, (8, 32, 32, 3), np.uint8)
+        args = {k: v for k, v in params.items() if k in sym.list_arguments()}
+        auxs = {k: v for k, v in params.items() if k in sym.list_auxiliary_states()}
+        qsym, _, _ = quantize.quantize(sym, args, auxs, x.tile((4, 1, 1, 1)),
+                                       quantize.Calibration(images, {"data": "random"}))
+        assert not {"_contrib_dequantize", "slice", "Concat"} & set(ops(qsym))
 
 
 def test_int8_report_fills_its_docs_slot_only(tmp_path):
