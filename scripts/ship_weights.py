@@ -43,6 +43,7 @@ def card_of(record, weights, record_path):
         "wall_min": record["wall_min"],
         # a run stopped and resumed (--resume) sums its segments' wall times
         "segments": 1 + len(record.get("resumed", [])),
+        "updates": record["total_iterations"],
         "train_img_s": round(record["train_img_s"], 1),
         "trained": record["finished"][:10],
         "record": os.path.relpath(record_path, os.path.dirname(os.path.dirname(

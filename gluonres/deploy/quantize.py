@@ -39,14 +39,16 @@ def onednn_symbol(sym):
 
 
 def zero_pads_as_convs(sym, arg_params, data_shape):
-    """The same graph with every option-A shortcut written as a 1x1 convolution.
+    """The same graph with every channel-padding option-A shortcut written as a 1x1
+    convolution.
 
     :class:`~gluonres.blocks.ZeroPadShortcut` subsamples and zero-pads channels with
-    slice, reshape, broadcast and concat ops, which oneDNN cannot quantize: each one
-    makes the int8 graph dequantize its input, run them in float and quantize again.
-    A 1x1 convolution with the shortcut's stride whose weights embed the identity in the
-    middle output channels (``W[before + i, i] = 1``, zero elsewhere, no bias) computes
-    exactly the same numbers and is quantized like every other convolution.
+    slice, reshape and broadcast ops, which have no int8 kernels in mxnet: around them the
+    int8 graph dequantizes, runs them in float and quantizes again. A 1x1 convolution with
+    the shortcut's stride whose weights embed the identity in the middle output channels
+    (``W[before + i, i] = 1``, zero elsewhere, no bias) computes exactly the same numbers
+    and is quantized like every other convolution. Shortcuts that only subsample are left
+    as they are (no gluonres model builds one).
 
     Parameters
     ----------
@@ -66,29 +68,30 @@ def zero_pads_as_convs(sym, arg_params, data_shape):
     """
     graph = json.loads(sym.tojson())
     nodes = graph["nodes"]
-    internals = sym.get_internals()
+    shapes = _entry_shapes(sym, data_shape)
+    consumers = _consumers(graph)
     added = {}
     for r, node in enumerate(nodes):
-        found = _zero_pad_at(nodes, r)
+        found = _zero_pad_at(nodes, r, consumers)
         if found is None:
             continue
-        concat, src, stride, before, after = found
-        _, shapes, _ = internals[nodes[src]["name"] + "_output"].infer_shape(data=data_shape)
-        cin = shapes[0][1]
+        concat, source, stride, before, after = found
+        cin = shapes[tuple(source[:2])][1]
         prefix = node["name"].rsplit("reshape_like", 1)[0]
         weight = np.zeros((before + cin + after, cin, 1, 1), np.float32)
         weight[before + np.arange(cin), np.arange(cin), 0, 0] = 1
         added[prefix + "identity_weight"] = mx.nd.array(weight)
-        # the concat's slot becomes the weight variable, the reshape_like's the
-        # convolution: every index stays in topological order and every consumer of the
-        # shortcut now reads the convolution; the shortcut's other ops are left unused
+        # the concat's slot (read by this reshape_like alone) becomes the weight variable,
+        # the reshape_like's the convolution: every index stays in topological order and
+        # every consumer of the shortcut now reads the convolution; the shortcut's other
+        # ops are left unused and dropped below
         nodes[concat] = {"op": "null", "name": prefix + "identity_weight", "inputs": []}
         graph["arg_nodes"] = sorted(graph["arg_nodes"] + [concat])
         nodes[r] = {"op": "Convolution", "name": prefix + "identity_conv",
                     "attrs": {"kernel": "(1, 1)", "stride": f"({stride}, {stride})",
                               "pad": "(0, 0)", "num_filter": str(len(weight)),
                               "no_bias": "True"},
-                    "inputs": [[src, 0, 0], [concat, 0, 0]]}
+                    "inputs": [list(source), [concat, 0, 0]]}
     if not added:
         return sym, arg_params, 0
     # a round trip through JSON drops the unused nodes
@@ -96,38 +99,92 @@ def zero_pads_as_convs(sym, arg_params, data_shape):
     return out, {**arg_params, **added}, len(added)
 
 
-def _zero_pad_at(nodes, r):
-    """``(concat, source, stride, before, after)`` when node ``r`` ends a
-    :class:`~gluonres.blocks.ZeroPadShortcut` (``reshape_like`` of a concat of zeros,
-    the flattened, possibly subsampled input, and zeros), else ``None``."""
+def _entry_shapes(sym, data_shape):
+    """``{(node index, output index): shape}`` of every node output of ``sym``."""
+    graph = json.loads(sym.tojson())
+    internals = sym.get_internals()
+    _, shapes, _ = internals.infer_shape(data=data_shape)
+    names = internals.list_outputs()
+    index = {n["name"]: i for i, n in enumerate(graph["nodes"])}
+    out = {}
+    for name, shape in zip(names, shapes):
+        node, _, k = name.rpartition("_output")
+        if node in index and k in ("", *map(str, range(16))):
+            out[(index[node], int(k or 0))] = shape
+        elif name in index:  # a variable: its own name
+            out[(index[name], 0)] = shape
+    return out
+
+
+def _consumers(graph):
+    """How many times each node's outputs are read (as an input or a head)."""
+    count = {}
+    for node in graph["nodes"]:
+        for i, *_ in node["inputs"]:
+            count[i] = count.get(i, 0) + 1
+    for i, *_ in graph["heads"]:
+        count[i] = count.get(i, 0) + 1
+    return count
+
+
+def _zero_pad_at(nodes, r, consumers):
+    """``(concat, source entry, stride, before, after)`` when node ``r`` ends a
+    :class:`~gluonres.blocks.ZeroPadShortcut` that pads channels, else ``None``: a
+    ``reshape_like`` of a channel concat (read by nothing else) of zeros, the flattened,
+    possibly subsampled input, and zeros."""
     node = nodes[r]
-    if node["op"] != "reshape_like":
+    attrs = node.get("attrs", {})
+    if node["op"] != "reshape_like" or (attrs.get("lhs_begin"), attrs.get("rhs_begin")) != (
+            "2", "2"):
         return None
     concat = node["inputs"][0][0]
-    if nodes[concat]["op"] not in ("Concat", "concat"):
+    if (nodes[concat]["op"] not in ("Concat", "concat") or consumers.get(concat) != 1
+            or nodes[concat].get("attrs", {}).get("dim") != "1"):
         return None
     parts = [i for i, *_ in nodes[concat]["inputs"]]
     flat = [i for i in parts if nodes[i]["op"] == "Reshape"
             and nodes[i].get("attrs", {}).get("shape") == "(0, 0, -1)"]
-    zeros = [i for i in parts if nodes[i]["op"] == "broadcast_axis"]
-    if len(flat) != 1 or len(flat) + len(zeros) != len(parts):
+    if len(flat) != 1 or len(parts) < 2:
         return None
-    shaped = nodes[flat[0]]["inputs"][0][0]
-    if node["inputs"][1][0] != shaped:
+    zeros = [i for i in parts if i != flat[0]]
+    if not all(_zeros_of(nodes, i, flat[0]) for i in zeros):
         return None
-    src, stride = shaped, 1
-    if nodes[shaped]["op"] == "slice":
-        attrs = nodes[shaped]["attrs"]
-        if (attrs.get("begin"), attrs.get("end")) != ("(None, None, None, None)",) * 2:
+    shaped = nodes[flat[0]]["inputs"][0]
+    if node["inputs"][1][:2] != shaped[:2]:
+        return None
+    source, stride = shaped, 1
+    if nodes[shaped[0]]["op"] == "slice":
+        stride = _subsampling(nodes[shaped[0]].get("attrs", {}))
+        if stride is None:
             return None
-        step = attrs.get("step", "")
-        stride = int(step.strip("()").split(",")[2]) if step else 1
-        if step.replace(" ", "") != f"(1,1,{stride},{stride})":
-            return None
-        src = nodes[shaped]["inputs"][0][0]
-    sizes = [int(nodes[i]["attrs"]["size"]) for i in zeros]
-    before = sizes[0] if parts[0] in zeros else 0
-    return concat, src, stride, before, sum(sizes) - before
+        source = nodes[shaped[0]]["inputs"][0]
+    at = parts.index(flat[0])
+    before = sum(int(nodes[i]["attrs"]["size"]) for i in parts[:at])
+    after = sum(int(nodes[i]["attrs"]["size"]) for i in parts[at + 1:])
+    return concat, source, stride, before, after
+
+
+def _zeros_of(nodes, i, flat):
+    """Whether node ``i`` is ``broadcast_axis(zeros_like(slice_axis(flat)), axis=1)``."""
+    node = nodes[i]
+    if node["op"] != "broadcast_axis" or node.get("attrs", {}).get("axis") != "1":
+        return False
+    zero = nodes[node["inputs"][0][0]]
+    if zero["op"] != "zeros_like":
+        return False
+    sliced = nodes[zero["inputs"][0][0]]
+    return sliced["op"] == "slice_axis" and sliced["inputs"][0][0] == flat
+
+
+def _subsampling(attrs):
+    """The stride of a ``slice`` that keeps everything but subsamples the two spatial
+    axes alike (``x[:, :, ::s, ::s]``), else ``None``."""
+    if (attrs.get("begin"), attrs.get("end")) != ("(None, None, None, None)",) * 2:
+        return None
+    step = [v.strip() for v in attrs.get("step", "").strip("()").split(",")]
+    if len(step) != 4 or step[:2] != ["1", "1"] or step[2] != step[3] or not step[2].isdigit():
+        return None
+    return int(step[2])
 
 
 def fuse_fp32(sym):

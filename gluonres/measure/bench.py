@@ -312,14 +312,14 @@ def peer_check(peers, timers, repeats, warmup, iters, before=None):
     after = peers.alone(repeats, warmup, iters, gap=GAP_S)
     for t in timers:
         b, a = (before or {}).get(t.name), after.get(t.name)
-        alone = (b + a) / 2 if b and a else (None if before else a)
+        alone = (b + a) / 2 if b and a else (None if before is not None else a)
         inside = t.median_rate()
         ratio = inside / alone if alone and inside else None
         ok = ratio is not None and abs(ratio - 1) <= PEER_TOLERANCE
         rows[t.name] = {"inside": inside, "alone": alone, "alone_before": b,
                         "alone_after": a, "ratio": None if ratio is None else round(ratio, 3),
                         "ok": ok}
-        if b and a and abs(b / a - 1) > PEER_TOLERANCE:
+        if b and a and max(b, a) / min(b, a) - 1 > PEER_TOLERANCE:
             reasons.append(f"{t.name} alone ran at {round(b)} img/s before the bench and "
                            f"{round(a)} after: the machine's speed moved during the bench; "
                            "run it again on a quiet machine")

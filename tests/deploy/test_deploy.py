@@ -336,8 +336,9 @@ def test_onednn_rewrite_keeps_outputs_and_enables_fusion():
 
 
 @pytest.mark.parametrize("name, options, shortcuts", [
-    ("resnet20_cifar", {}, 2), ("resnet18", {"shortcut": "A"}, 3), ("plain20_cifar", {}, 0),
-    ("resnet18", {}, 0)])
+    ("resnet20_cifar", {}, 2), ("resnet18", {"shortcut": "A"}, 3),
+    ("resnet164_cifar", {}, 3),  # a bottleneck's first unit: stride 1, channels padded
+    ("plain20_cifar", {}, 0), ("resnet18", {}, 0)])
 def test_option_a_shortcuts_become_exact_identity_convolutions(name, options, shortcuts):
     """The INT8 path writes each zero-padding shortcut as a strided 1x1 convolution that
     embeds the identity: the float outputs are bit-identical, and the quantized graph
@@ -497,3 +498,17 @@ def test_int8_needs_calibration_data(tmp_path, cli):
                             "--calib-data", str(tmp_path / "nowhere"), "--mean", "0", "0",
                             "0"), "does not exist")
     assert not (tmp_path / "e").exists()
+
+
+def test_a_shortcut_whose_parts_are_read_elsewhere_is_left_alone():
+    """Rewriting would drop the concat another op reads: the graph is kept as it is."""
+    from gluonres.blocks import ZeroPadShortcut
+    from gluonres.deploy import quantize
+    block = ZeroPadShortcut(4, 8, 2, prefix="pad_")
+    out = block(mx.sym.var("data"))
+    concat = out.get_internals()["pad_concat0_output"]
+    both = mx.sym.Group([out, mx.sym.sum(concat)])
+    _, _, count = quantize.zero_pads_as_convs(both, {}, (1, 4, 8, 8))
+    assert count == 0
+    _, _, count = quantize.zero_pads_as_convs(out, {}, (1, 4, 8, 8))
+    assert count == 1
