@@ -68,14 +68,15 @@ def zero_pads_as_convs(sym, arg_params, data_shape):
     """
     graph = json.loads(sym.tojson())
     nodes = graph["nodes"]
-    shapes = _entry_shapes(sym, data_shape)
     consumers = _consumers(graph)
+    found = [(r, at) for r, at in ((r, _zero_pad_at(nodes, r, consumers))
+                                   for r in range(len(nodes))) if at is not None]
+    if not found:
+        return sym, arg_params, 0
+    shapes = _entry_shapes(sym, graph, data_shape)
     added = {}
-    for r, node in enumerate(nodes):
-        found = _zero_pad_at(nodes, r, consumers)
-        if found is None:
-            continue
-        concat, source, stride, before, after = found
+    for r, (concat, source, stride, before, after) in found:
+        node = nodes[r]
         cin = shapes[tuple(source[:2])][1]
         prefix = node["name"].rsplit("reshape_like", 1)[0]
         weight = np.zeros((before + cin + after, cin, 1, 1), np.float32)
@@ -92,16 +93,14 @@ def zero_pads_as_convs(sym, arg_params, data_shape):
                               "pad": "(0, 0)", "num_filter": str(len(weight)),
                               "no_bias": "True"},
                     "inputs": [list(source), [concat, 0, 0]]}
-    if not added:
-        return sym, arg_params, 0
     # a round trip through JSON drops the unused nodes
     out = mx.sym.load_json(mx.sym.load_json(json.dumps(graph)).tojson())
     return out, {**arg_params, **added}, len(added)
 
 
-def _entry_shapes(sym, data_shape):
-    """``{(node index, output index): shape}`` of every node output of ``sym``."""
-    graph = json.loads(sym.tojson())
+def _entry_shapes(sym, graph, data_shape):
+    """``{(node index, output index): shape}`` of every node output of ``sym`` (whose
+    JSON is ``graph``)."""
     internals = sym.get_internals()
     _, shapes, _ = internals.infer_shape(data=data_shape)
     names = internals.list_outputs()
