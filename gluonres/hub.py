@@ -21,7 +21,8 @@ def get_model(name, pretrained=False, **kwargs):
     **kwargs
         Builder options (:func:`gluonres.models.get_model`). With ``pretrained``,
         options that change the weights' shapes (``classes``, ``in_channels``,
-        ``shortcut``) must match the card's; to fine-tune on other classes call ``net.reset_classifier(n)``.
+        ``shortcut``) must match the card's; to fine-tune on other classes call
+        ``net.reset_classifier(n)``.
 
     Returns
     -------

@@ -185,6 +185,28 @@ def plot_gradients(record, models=("plain56_cifar", "resnet56_cifar")):
     return fig
 
 
+def input_gradient(block, x, g, train_mode=True):
+    """``(block(x), dE/dx)`` for the gradient ``g`` arriving at the block's output.
+
+    Parameters
+    ----------
+    block : mxnet.gluon.Block
+        Initialised.
+    x, g : mxnet.nd.NDArray
+        Input, and the gradient at the output (its shape).
+    train_mode : bool, default True
+        BatchNorm on the batch's statistics (``True``) or on its running ones.
+    """
+    import mxnet as mx
+
+    x = x.copy()
+    x.attach_grad()
+    with mx.autograd.record(train_mode=train_mode):
+        h = block(x)
+    h.backward(g)
+    return h, x.grad
+
+
 def shortcut_gradient(arrangement, channels=16, size=16, batch=4, seed=0):
     """What the identity shortcut adds to the input gradient of one unit.
 
@@ -228,18 +250,12 @@ def shortcut_gradient(arrangement, channels=16, size=16, batch=4, seed=0):
     plain.initialize()
     for p, q in zip(unit.collect_params().values(), plain.collect_params().values()):
         q.set_data(p.data())
-    grads, outs = {}, {}
-    for name, block in (("unit", unit), ("plain", plain)):
-        xi = x.copy()
-        xi.attach_grad()
-        with mx.autograd.record(train_mode=False):
-            outs[name] = block(xi)
-        outs[name].backward(g)
-        grads[name] = xi.grad
+    (h, dx_unit), (_, dx_plain) = (input_gradient(b, x, g, train_mode=False)
+                                   for b in (unit, plain))
     return {
-        "off": float((grads["unit"] - grads["plain"] - g).abs().max().asscalar()),
-        "plain_ratio": float(grads["plain"].norm().asscalar() / g.norm().asscalar()),
-        "stopped": float((outs["unit"] == 0).mean().asscalar()),
+        "off": float((dx_unit - dx_plain - g).abs().max().asscalar()),
+        "plain_ratio": float(dx_plain.norm().asscalar() / g.norm().asscalar()),
+        "stopped": float((h == 0).mean().asscalar()),
         "values": int(g.size),
         "g_max": float(g.abs().max().asscalar()),
     }

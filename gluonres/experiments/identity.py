@@ -25,7 +25,7 @@ largest), one run each with the bottleneck experiment's settings, so that its or
 ResNet-164 is that experiment's run.
 """
 
-from gluonres.experiments import bottleneck
+from gluonres.experiments import bottleneck, degradation
 from gluonres.experiments.present import (comparisons, fmt_value, is_replicated, seeds_line,
                                           summarize, summarize_runs)
 from gluonres.experiments.runs import RunSpec
@@ -171,12 +171,8 @@ def shortcut_gradient(units, scale=0.5, channels=16, size=8, seed=0):
                     last = [p for n, p in unit.collect_params().items()
                             if n.endswith("_weight") and len(p.shape) == 4][-1]
                     last.set_data(mx.nd.zeros(last.shape))
-            xi = x.copy()
-            xi.attach_grad()
-            with mx.autograd.record():
-                h = stack(xi)
-            h.backward(g)
-            out[name][branch] = float(xi.grad.norm().asscalar() / g.norm().asscalar())
+            _, dx = degradation.input_gradient(stack, x, g)
+            out[name][branch] = float(dx.norm().asscalar() / g.norm().asscalar())
     return out
 
 

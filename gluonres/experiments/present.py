@@ -189,7 +189,7 @@ def seeds_line(summaries):
             f"when their mean ± {SPREAD_K} sd do not overlap" if seeds else "")
 
 
-def plot_spread(ax, summaries, field="final_test_error", colours=None):
+def plot_spread(ax, summaries, field="final_test_error"):
     """Each variant's per-seed values (dots) and mean ± sd (diamond and error bar), one
     row per variant; the axis spans the values, not zero, so that differences of a
     fraction of a point show.
@@ -200,12 +200,11 @@ def plot_spread(ax, summaries, field="final_test_error", colours=None):
     summaries : dict
         Label -> :func:`summarize_runs` (a single run is drawn as one dot).
     field : str, default 'final_test_error'
-    colours : dict, optional
-        Label -> colour (default: :data:`PALETTE` in order).
     """
     names = list(summaries)
     for i, name in enumerate(names):
-        colour = (colours or {}).get(name, PALETTE[i % len(PALETTE)])
+        # the colour error_curves gives the same labels drawn in one panel
+        colour = PALETTE[i % len(PALETTE)]
         s = summaries[name].get("spread", {}).get(field)
         values = s["values"] if s else [summaries[name][field]]
         ax.plot(values, [i] * len(values), "o", color=colour, ms=4, alpha=0.6)
@@ -219,7 +218,7 @@ def plot_spread(ax, summaries, field="final_test_error", colours=None):
     ax.grid(alpha=0.3, axis="x")
 
 
-def spread_figure(summaries, title=None, field="final_test_error", colours=None):
+def spread_figure(summaries, title=None, field="final_test_error"):
     """:func:`plot_spread` as a figure of its own: each variant's final test error per
     seed, with mean ± sd.
 
@@ -230,9 +229,6 @@ def spread_figure(summaries, title=None, field="final_test_error", colours=None)
     title : str, optional
         Figure title.
     field : str, default 'final_test_error'
-    colours : dict, optional
-        Label -> colour; default :data:`PALETTE` in order, which is what
-        :func:`error_curves` gives the same labels drawn in one panel.
 
     Returns
     -------
@@ -249,7 +245,7 @@ def spread_figure(summaries, title=None, field="final_test_error", colours=None)
         raise GluonresError("no variant here was trained under several seeds, so there is no "
                             "spread to draw; make the record with --seeds 0 1 2")
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(summaries) + 1.4))
-    plot_spread(ax, summaries, field, colours)
+    plot_spread(ax, summaries, field)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
