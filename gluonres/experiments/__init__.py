@@ -14,7 +14,7 @@ from gluonres.errors import GluonresError
 
 #: The reproducible experiments, in notebook order.
 EXPERIMENTS = ("degradation", "shortcuts", "bottleneck", "depth", "responses", "identity",
-               "deployment", "transfer")
+               "preactivation", "deployment", "transfer")
 
 
 def get(name):

@@ -49,7 +49,7 @@ STAGE_NAMES = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
 def cifar_run(model, scale, options=None, label=None):
     """The run of a deep CIFAR network with the pair's settings at the scale called
-    ``scale`` (:data:`WARMUP`, :data:`LONGER`): the identity experiment's deep pair
+    ``scale`` (:data:`WARMUP`, :data:`LONGER`): the preactivation experiment's pair
     trains with them too, so that its original ResNet-164 is this experiment's."""
     longer = LONGER.get(scale, {})
     return RunSpec(model, options or {},

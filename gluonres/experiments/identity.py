@@ -19,15 +19,14 @@ apart from the original. The original unit and the 1x1 convolution shortcut are 
 shortcut experiment's option A and C runs. All use option A where the shape changes, so
 only the named variant differs from the original.
 
-The deep pair: the original unit against full pre-activation on a deeper network
-(:data:`DEEP`, ResNet-164: 2016 Table 2's right column, where the paper's gap is
-largest), one run each with the bottleneck experiment's settings, so that its original
-ResNet-164 is that experiment's run.
+The original unit against full pre-activation on a deeper network, where the paper's
+gap is largest, is the preactivation experiment
+(:mod:`~gluonres.experiments.preactivation`).
 """
 
-from gluonres.experiments import bottleneck, degradation
+from gluonres.experiments import degradation
 from gluonres.experiments.present import (comparisons, fmt_value, is_replicated, seeds_line,
-                                          summarize, summarize_runs)
+                                          summarize_runs)
 from gluonres.experiments.runs import RunSpec
 
 
@@ -35,9 +34,6 @@ NAME = "identity"
 TITLE = "Identity mappings: shortcut and activation variants (2016, Tables 1 and 2)"
 #: The base network per scale (the paper's Tables 1-2 use ResNet-110; Table 2 also 164).
 BASE = {"smoke": "resnet20_cifar", "cpu": "resnet20_cifar", "paper": "resnet110_cifar"}
-#: The deep pair's network per scale (smoke: a 20-layer stand-in that proves the code).
-DEEP = {"smoke": "resnet20_cifar", "cpu": "resnet164_cifar", "paper": "resnet164_cifar"}
-DEEP_VARIANTS = ("original", "full_preact")
 
 #: variant name -> (get_model options, paper's figure)
 ACTIVATIONS = {
@@ -55,6 +51,9 @@ SHORTCUT_VARIANTS = {
     "1x1 conv shortcut": ({"shortcut": "C"}, "Fig. 2(e)"),
     "dropout shortcut 0.5": ({"shortcut_op": "dropout"}, "Fig. 2(f)"),
 }
+
+#: The record's families of variants.
+FAMILIES = ("activations", "shortcuts")
 
 PAPER = {
     "table1_source": "He et al. 2016, Table 1: CIFAR-10 test error (%), ResNet-110, "
@@ -79,14 +78,6 @@ def runs(runner):
                 **{name: opts for name, (opts, _) in SHORTCUT_VARIANTS.items()}}
     return {name: runner.quick(RunSpec(base, opts, label=name))
             for name, opts in variants.items()}
-
-
-def deep_runs(scale):
-    """The deep pair's runs at the scale called ``scale``: :data:`DEEP_VARIANTS` of
-    :data:`DEEP`'s network with the bottleneck experiment's settings
-    (:func:`~gluonres.experiments.bottleneck.cifar_run`)."""
-    return {name: bottleneck.cifar_run(DEEP[scale], scale, ACTIVATIONS[name][0], label=name)
-            for name in DEEP_VARIANTS}
 
 
 def param_counts(base="resnet20_cifar"):
@@ -180,35 +171,26 @@ def compute(runner):
     scale = runner.scale.name
     done = {name: summarize_runs(runner.train_seeds(spec))
             for name, spec in runs(runner).items()}
-    deep = {name: summarize(runner.train(spec)) for name, spec in deep_runs(scale).items()}
     return {"units": "errors in percent", "base": BASE[scale],
             "activations": {k: done[k] for k in ACTIVATIONS},
             "shortcuts": {k: done[k] for k in SHORTCUT_VARIANTS},
             # every variant against the original unit; for a record of several seeds
             "comparisons": comparisons(done, [("original", k) for k in done
                                               if k != "original"]),
-            "deep_base": DEEP[scale], "deep": deep, "paper": PAPER}
-
-
-def families(record):
-    """The record's families of variants: ``'activations'``, ``'shortcuts'`` and, in
-    records that have it, ``'deep'``."""
-    return [w for w in ("activations", "shortcuts", "deep") if w in record]
+            "paper": PAPER}
 
 
 def table(record, which=None):
-    """Recorded errors of one family of variants (``'activations'``, ``'shortcuts'`` or
-    ``'deep'``; default all the record has) beside the paper's; a replicated family's as
-    mean ± sd over seeds, followed by whether each variant is told apart from the
-    original."""
+    """Recorded errors of one family of variants (``'activations'`` or ``'shortcuts'``;
+    default both) beside the paper's; a replicated family's as mean ± sd over seeds,
+    followed by whether each variant is told apart from the original."""
     if which is None:
-        return "\n\n".join(table(record, w) for w in families(record))
+        return "\n\n".join(table(record, w) for w in FAMILIES)
     group = record[which]
     # a replicated family's numbers read 'mean ± sd', wider than one run's
     w = 18 if any(map(is_replicated, group.values())) else 10
     title = {"activations": "(2016 Table 2: ResNet-110 / 164)",
-             "shortcuts": "(2016 Table 1: ResNet-110)",
-             "deep": f"(2016 Table 2: ResNet-110 / 164; ours: {record.get('deep_base')})"}
+             "shortcuts": "(2016 Table 1: ResNet-110)"}
     lines = [f"{'variant':<30}{'params':>9}{'train err':>{w + 1}}{'test err':>{w}}  paper "
              + title[which]]
     figures = SHORTCUT_VARIANTS if which == "shortcuts" else ACTIVATIONS
@@ -234,12 +216,9 @@ def _replicate_lines(record, which):
 def markdown(record):
     out = []
     titles = {"activations": "Activation variants (2016 Table 2: ResNet-110 / ResNet-164)",
-              "shortcuts": "Shortcut variants (2016 Table 1: ResNet-110)",
-              "deep": "Original vs full pre-activation on a deeper network (2016 Table 2: "
-                      "ResNet-110 / ResNet-164)"}
-    for which in families(record):
-        base = record["deep_base"] if which == "deep" else record["base"]
-        out += [f"{titles[which]}, ours on {base}:", "",
+              "shortcuts": "Shortcut variants (2016 Table 1: ResNet-110)"}
+    for which in FAMILIES:
+        out += [f"{titles[which]}, ours on {record['base']}:", "",
                 "| variant | params | train error (%) | test error (%) | paper (%) |",
                 "| --- | ---: | ---: | ---: | --- |"]
         for name, m in record[which].items():

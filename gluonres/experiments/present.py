@@ -253,7 +253,8 @@ def spread_figure(summaries, title=None, field="final_test_error"):
 
 
 def data_line(record):
-    """One line saying what a record was measured on (for figure titles)."""
+    """One line saying what a record was measured on (for figure titles): the data's
+    file name, not the path of the machine that made the record."""
     d = record.get("data") or {}
 
     def count(key):
@@ -261,7 +262,7 @@ def data_line(record):
         return f"{n:,}" if isinstance(n, int) else "?"
 
     line = (f"{record['scale']} scale: {count('train_images')} training images"
-            f"{other_runs(d)} of {d.get('name', '?')}, curves on "
+            f"{other_runs(d)} of {os.path.basename(d.get('name') or '?')}, curves on "
             f"{count('curve_test_images')} test images")
     return line + (" (JPEG CIFAR-10: see the caveat)" if d.get("note") else "")
 

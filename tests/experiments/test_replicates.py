@@ -6,8 +6,8 @@ import json
 import pytest
 
 from gluonres.errors import GluonresError
-from gluonres.experiments import (bottleneck, degradation, depth, identity, present,
-                                  records, runs, scales, shortcuts)
+from gluonres.experiments import (bottleneck, degradation, depth, identity, preactivation,
+                                  present, records, runs, scales, shortcuts)
 
 from helpers import REPO
 
@@ -198,8 +198,8 @@ def test_runs_kept_from_before_new_settings_are_reused(replicated):
 # ------------------------------------------------------------------ section 4
 def test_section4_runs_are_defined_at_cpu_scale():
     """Depth: ResNet-20/32/44/56 alike (all 50,000 images, 16 epochs, warm-up); the
-    bottleneck pair and the 2016 deep pair: 8 epochs, the pair's original ResNet-164
-    being the identity experiment's."""
+    bottleneck pair and the 2016 pre-activation pair: 8 epochs, the latter's original
+    ResNet-164 being the bottleneck experiment's."""
     series = depth.runs("cpu")
     assert [s.model for s in series] == [f"resnet{d}_cifar" for d in (20, 32, 44, 56)]
     assert {(s.train_images, s.train["epochs"], s.train["warmup"]) for s in series} == {
@@ -209,7 +209,7 @@ def test_section4_runs_are_defined_at_cpu_scale():
     pair = bottleneck.runs("cpu")
     assert [s.key for s in pair] == ["resnet110_cifar__images-50000__epochs-8__warmup-error",
                                      "resnet164_cifar__images-50000__epochs-8__warmup-error"]
-    deep = identity.deep_runs("cpu")
+    deep = preactivation.runs("cpu")
     assert deep["original"].key == pair[1].key
     assert deep["full_preact"].options == {"arrangement": "full_preact", "shortcut": "A"}
     assert deep["full_preact"].train == pair[1].train
@@ -226,26 +226,33 @@ def test_depth_shows_the_longer_resnet20_run():
 
 
 def test_variant_errors_draw_every_seed():
-    """A replicated identity record: ours as mean ± sd bars with one dot per seed."""
+    """The replicated identity record: ours as mean ± sd bars with one dot per seed,
+    each labelled with its sd."""
     import matplotlib
     matplotlib.use("Agg")
     record = json.loads((REPO / "results" / "identity-cpu.json").read_text())
-    for family in ("activations", "shortcuts"):
-        for s in record[family].values():
-            e = s["final_test_error"]
-            s["seeds"] = [0, 1, 2]
-            s["spread"] = {"final_test_error": present.spread([e - 1, e, e + 1])}
     fig = present.variant_errors(record, identity.PAPER)
     assert "mean ± sd of seeds 0, 1, 2" in fig.axes[0].get_title()
     for ours, family in ((fig.axes[0], "activations"), (fig.axes[2], "shortcuts")):
         dots = [line for line in ours.lines if line.get_marker() == "o"]
-        assert [len(line.get_xdata()) for line in dots] == [3] * len(record[family])
-        assert [t.get_text().split()[1:] for t in ours.texts] == [["±", "1.0"]] * len(
-            record[family])  # the mean's label with its sd (one point here)
+        assert [sorted(line.get_xdata()) for line in dots] == [
+            sorted(r["final_test_error"] for r in s["per_seed"])
+            for s in record[family].values()]
+        assert [t.get_text().split()[1:] for t in ours.texts] == [
+            ["±", f"{s['spread']['final_test_error']['sd']:.1f}"]
+            for s in record[family].values()]
         assert len(ours.collections) == 1  # the sd error bars
 
 
 def test_a_spread_needs_seeds():
     record = json.loads((REPO / "results" / "identity-cpu.json").read_text())
+    one_seed = {k: s["per_seed"][0] for k, s in record["activations"].items()}
     with pytest.raises(GluonresError, match="several seeds.*--seeds 0 1 2"):
-        present.spread_figure(record["activations"])
+        present.spread_figure(one_seed)
+
+
+def test_figure_titles_name_the_data_not_the_machines_path():
+    record = json.loads((REPO / "results" / "identity-cpu.json").read_text())
+    assert record["data"]["name"].startswith("/")  # the record keeps where it ran
+    line = present.data_line(record)
+    assert "5,000 training images of cifar10-jpg.tar.gz" in line and "/" not in line
