@@ -20,11 +20,12 @@ reported (:func:`gluonres.measure.timing.interleaved`).
 Peers run in another process, so the bench checks that they were timed fairly: a short
 sleep before every sample lets the side timed before fall idle (OpenMP threads spin for
 a while after their work), the CPU each idle side used is measured, and every peer is
-timed again alone, in a fresh process, before and after the bench. A peer inside the
-bench more than :data:`~gluonres.measure.peers.PEER_TOLERANCE` away from itself alone
-(the mean of before and after), its two alone timings that far apart (the machine
-drifted), or an idle side above :data:`~gluonres.measure.peers.IDLE_CPU_LIMIT` of a core,
-makes the record say its peer ratios are not trustworthy (``peer_check``).
+also timed alone, in a process of its own, before, between and after the blocks the
+bench's rounds are split into (:func:`blocks`), so that each block's inside timing is
+compared with alone timings that bracket it in time. A peer inside the bench more than
+:data:`~gluonres.measure.peers.PEER_TOLERANCE` away from itself alone (the median over
+blocks), or an idle side above :data:`~gluonres.measure.peers.IDLE_CPU_LIMIT` of a core,
+makes the record say its peer ratios are not trustworthy (:func:`peer_check`).
 """
 import os
 import tempfile
@@ -51,6 +52,12 @@ from gluonres.train import speed
 #: Untimed seconds before each sample (:func:`~gluonres.measure.timing.interleaved`):
 #: longer than libgomp's spin and Intel OpenMP's default 200 ms block time.
 GAP_S = 0.3
+
+
+#: Most blocks the bench's rounds are split into (:func:`blocks`), the peers timed alone
+#: before, between and after them: a slow drift of the machine's speed over the bench
+#: then falls on a block and the alone timings around it alike.
+BLOCKS = 4
 
 
 #: the JSON record's keys per model (null where a variant does not apply)
@@ -251,15 +258,18 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
                                 _real_data_batches(real_data, batch)))
             notes["realdata"] = f"training batches from {real_data} (augmented, normalised)"
 
-        # the peers alone before and after the bench: their mean is the peers' speed
-        # over the bench's time span, and their difference how much the machine drifted
-        before = (peers.alone(repeats, warmup, iters, gap=GAP_S)
-                  if peers is not None and peers.setups else None)
-        errors = interleaved(fwd + train, repeats, warmup, iters, progress, drop_failing=True,
-                             gap=GAP_S)
-        peer_timers = [t for t in fwd + train if peers is not None and t.name in peers.setups]
-        check = (peer_check(peers, peer_timers, repeats, warmup, iters, before)
-                 if peer_timers else None)
+        # the peers alone before, between and after blocks of the bench's rounds, in
+        # a twin process, so that each block is compared with alone timings around it
+        twin, alone = peers.twin() if peers is not None and peers.setups else (None, [])
+        try:
+            timers = fwd + train
+            sizes, errors = in_blocks(timers, alone, repeats, warmup, iters, progress)
+            peer_timers = [t for t in timers if peers is not None and t.name in peers.setups]
+            check = (peer_check(peers, twin, peer_timers, alone, sizes)
+                     if peer_timers else None)
+        finally:
+            if twin is not None:
+                twin.close()
 
         # batch-1 latency of the hybridized graph: median over single calls
         one = mx.nd.random.uniform(-1, 1, shape=model_info(net).input_shape(1))
@@ -279,59 +289,113 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     return record
 
 
-def peer_check(peers, timers, repeats, warmup, iters, before=None):
-    """Were the peers timed fairly? The peers of ``timers`` (already timed inside the
-    bench) are timed again alone, together in a fresh process (:meth:`Peers.alone`),
-    and the CPU of the idle sides is read (:meth:`Peers.idle_cpu`).
+def blocks(repeats):
+    """Rounds per block: ``repeats`` split into up to :data:`BLOCKS` near-equal blocks
+    of at least 4 rounds (one block below 8)."""
+    n = max(1, min(BLOCKS, repeats // 4))
+    return [repeats // n + (i < repeats % n) for i in range(n)]
 
-    Timed alone once before the bench (``before``) and once after it, a peer's alone
-    speed is the mean of the two, which brackets the bench in time; the two differing
-    by more than :data:`PEER_TOLERANCE` means the machine's own speed moved during the
-    bench (another tenant, frequency), and then no ratio can be trusted to that
-    tolerance, whatever the peers did.
+
+def in_blocks(timers, alone, repeats, warmup, iters, progress=None):
+    """Time ``timers`` for ``repeats`` rounds in :func:`blocks`, the ``alone`` timers
+    before, between and after the blocks (as many rounds as the block that follows;
+    after the last, as many as it had), every sample after a :data:`GAP_S` sleep.
+
+    Both lists are warmed up first; a timer whose warm-up raises is dropped from its
+    list (:func:`~gluonres.measure.timing.interleaved`).
+
+    Returns
+    -------
+    tuple of (list of int, dict)
+        The block sizes, and the errors of dropped ``timers`` by name.
+    """
+    sizes, errors = blocks(repeats), {}
+    interleaved(alone, 0, warmup, iters, drop_failing=True)
+    errors.update(interleaved(timers, 0, warmup, iters, drop_failing=True))
+    for i, n in enumerate(sizes):
+        interleaved(alone, n, 0, iters, gap=GAP_S)
+        done = sum(sizes[:i])
+        interleaved(timers, n, 0, iters, gap=GAP_S,
+                    progress=(lambda r, _, done=done: progress(done + r, repeats))
+                    if progress else None)
+    interleaved(alone, sizes[-1], 0, iters, gap=GAP_S)
+    return sizes, errors
+
+
+def _block_medians(samples, sizes):
+    """The median of each consecutive run of ``sizes`` samples (``None`` for a run the
+    samples do not cover)."""
+    out, start = [], 0
+    for n in sizes:
+        chunk = samples[start:start + n]
+        out.append(float(np.median(chunk)) if len(chunk) == n else None)
+        start += n
+    return out
+
+
+def peer_check(peers, twin, inside, alone, sizes):
+    """Were the peers timed fairly? Each peer's speed inside the bench against the same
+    peer timed alone in its twin process (:meth:`Peers.twin`) around each block, and
+    the CPU of the idle sides (:meth:`Peers.idle_cpu` of both peer processes).
+
+    The bench's rounds ran in blocks of ``sizes`` rounds, the twin's peers timed alone
+    before the first block, between blocks and after the last (``sizes[i]`` rounds
+    before block ``i``, ``sizes[-1]`` after the last). A block's inside median is
+    divided by the mean of the alone medians just before and just after it, and a peer
+    passes when the median of those ratios is within :data:`PEER_TOLERANCE` of 1: the
+    comparison is paired in time, so the machine's own drift over the bench (the
+    alone timings' spread, reported as ``alone_drift``) cancels instead of failing it.
 
     Parameters
     ----------
-    peers : Peers
-    timers : list of Timer
-        The peers' timers from inside the bench.
-    repeats, warmup, iters : int
-        As for the bench (:func:`~gluonres.measure.timing.interleaved`).
-    before : dict of str to float, optional
-        :meth:`Peers.alone` from before the bench.
+    peers, twin : Peers
+        The bench's peer process and its twin.
+    inside, alone : list of Timer
+        The peers' timers from inside the bench, and the twin's.
+    sizes : list of int
+        :func:`blocks` of the bench's repeats.
 
     Returns
     -------
     dict
-        ``peers``: per peer, img/s ``inside``, ``alone`` (and ``alone_before`` /
-        ``alone_after``), their ``ratio`` and ``ok`` (within :data:`PEER_TOLERANCE`);
-        ``idle_cpu``; ``trustworthy`` and, when not, ``reasons``.
+        ``peers``: per peer, img/s ``inside`` and ``alone`` (medians of all samples),
+        ``block_ratios``, their median ``ratio``, ``alone_drift`` (largest over
+        smallest alone block median, minus 1) and ``ok``; ``idle_cpu``; ``trustworthy``
+        and, when not, ``reasons``.
     """
     rows, reasons = {}, []
-    idle = peers.idle_cpu()
-    after = peers.alone(repeats, warmup, iters, gap=GAP_S)
-    for t in timers:
-        b, a = (before or {}).get(t.name), after.get(t.name)
-        alone = (b + a) / 2 if b and a else (None if before is not None else a)
-        inside = t.median_rate()
-        ratio = inside / alone if alone and inside else None
+    twins = {t.name: t for t in alone}
+    for t in inside:
+        a = twins.get(t.name)
+        ins = _block_medians(t.samples, sizes)
+        out = _block_medians(a.samples, [*sizes, sizes[-1]]) if a else []
+        paired = [i / ((b + c) / 2) for i, b, c in zip(ins, out, out[1:])
+                  if i and b and c]
+        ratio = float(np.median(paired)) if len(paired) == len(sizes) else None
         ok = ratio is not None and abs(ratio - 1) <= PEER_TOLERANCE
-        rows[t.name] = {"inside": inside, "alone": alone, "alone_before": b,
-                        "alone_after": a, "ratio": None if ratio is None else round(ratio, 3),
-                        "ok": ok}
-        if b and a and max(b, a) / min(b, a) - 1 > PEER_TOLERANCE:
-            reasons.append(f"{t.name} alone ran at {round(b)} img/s before the bench and "
-                           f"{round(a)} after: the machine's speed moved during the bench; "
-                           "run it again on a quiet machine")
-        elif not ok:
-            reasons.append(f"{t.name}: {inside and round(inside)} img/s inside the bench, "
-                           f"{alone and round(alone)} alone")
+        drift = (max(out) / min(out) - 1) if out and all(out) else None
+        rows[t.name] = {"inside": t.median_rate(), "alone": a.median_rate() if a else None,
+                        "block_ratios": [round(r, 3) for r in paired],
+                        "ratio": None if ratio is None else round(ratio, 3),
+                        "alone_drift": None if drift is None else round(drift, 3), "ok": ok}
+        if not ok:
+            reasons.append(f"{t.name}: {ratio and round(ratio, 2)} of itself alone (median "
+                           f"over {len(sizes)} blocks; {_rate(t.median_rate())} img/s "
+                           f"inside, {_rate(a and a.median_rate())} alone)")
+    idle = peers.idle_cpu()
+    twin_idle = twin.idle_cpu()
+    idle.update(alone_peer_while_bench_timed=twin_idle["peer_while_gluonres_timed"],
+                gluonres_while_alone_timed=twin_idle["gluonres_while_peer_timed"])
     for side, share in idle.items():
         if share is not None and share > IDLE_CPU_LIMIT:
             reasons.append(f"idle side used {100 * share:.0f}% of a core ({side})")
-    return {"peers": rows, "idle_cpu": idle, "tolerance": PEER_TOLERANCE,
-            "idle_cpu_limit": IDLE_CPU_LIMIT, "trustworthy": not reasons,
-            "reasons": reasons}
+    return {"peers": rows, "blocks": list(sizes), "idle_cpu": idle,
+            "tolerance": PEER_TOLERANCE, "idle_cpu_limit": IDLE_CPU_LIMIT,
+            "trustworthy": not reasons, "reasons": reasons}
+
+
+def _rate(x):
+    return "n/a" if x is None else f"{x:.0f}"
 
 
 def ratios(record):
@@ -438,19 +502,22 @@ def table(record):
         check = m.get("peer_check")
         if not check:
             continue
-        rows = ", ".join(f"{name} {r['inside'] or 0:.0f} inside vs {r['alone'] or 0:.0f} alone"
-                         + (f" ({r['alone_before']:.0f} before, {r['alone_after']:.0f} after)"
-                            if r.get("alone_before") and r.get("alone_after") else "")
+        rows = ", ".join(f"{name} {_rate(r['inside'])} inside vs {_rate(r['alone'])} alone"
+                         + (f" (ratio {r['ratio']:.2f}, alone drifted "
+                            f"{100 * r['alone_drift']:.0f}%)"
+                            if r.get("ratio") is not None and r.get("alone_drift") is not None
+                            else "")
                          for name, r in check["peers"].items())
-        idle = check["idle_cpu"]
+        idle = ", ".join(f"{side.replace('_', ' ')} {_share(share)}"
+                         for side, share in check["idle_cpu"].items())
         verdict = ("passed" if check["trustworthy"] else
                    "FAILED, the peer ratios above are not trustworthy: "
                    + "; ".join(check["reasons"]))
         lines += ["", f"{m['model']} peer self-check (each peer within "
-                  f"{100 * check['tolerance']:.0f}% of itself timed alone; idle side below "
+                  f"{100 * check['tolerance']:.0f}% of itself timed alone around each of "
+                  f"{len(check.get('blocks', [1]))} blocks; idle side below "
                   f"{100 * check['idle_cpu_limit']:.0f}% of a core): {verdict}. {rows} img/s; "
-                  f"idle CPU: peer {_share(idle['peer_while_gluonres_timed'])}, gluonres "
-                  f"{_share(idle['gluonres_while_peer_timed'])} of a core."]
+                  f"idle CPU, share of a core: {idle}."]
     mem = record.get("memory")
     if mem:
         s, c = mem["static"], mem["checkpointed"]

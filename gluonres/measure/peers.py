@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from gluonres.machine import threads
-from gluonres.measure.timing import Timer, interleaved
+from gluonres.measure.timing import Timer
 from gluonres.models.init import he_initialize
 
 
@@ -56,7 +56,8 @@ class Peers:
     nothing is measured, not assumed: each sample reports the peer's CPU time, so the
     CPU it used between its samples (while gluonres variants ran) is known, and the CPU
     this process used during each peer sample is taken around the request
-    (:meth:`idle_cpu`). :meth:`alone` times the peers again in a fresh process of their own.
+    (:meth:`idle_cpu`). :meth:`twin` sets the peers up again in a process of their own,
+    to be timed alone.
 
     Parameters
     ----------
@@ -143,34 +144,25 @@ class Peers:
         return {"peer_while_gluonres_timed": share(self._peer_idle),
                 "gluonres_while_peer_timed": share(self._host_idle)}
 
-    def alone(self, repeats, warmup, iters, gap=0.0):
-        """Images/s of every peer set up here, timed again in one fresh peer process
-        with this process idle (blocked on the replies) throughout.
+    def twin(self):
+        """Every peer set up here, set up again in a fresh process of its own: the same
+        peers, to be timed alone (with this process and the first peer process idle).
 
-        The same set-ups in the same order, warm-up and interleaved samples as inside the
-        bench, so the peer process is in the same state and only the gluonres variants
-        between its samples are missing: PyTorch's eager forward, for one, ran twice as
-        fast once a training step had run in its process (934 vs 1,866 img/s, ResNet-20,
-        AMD EPYC), so a fresh process timing the forward alone is not the same peer.
+        The same set-ups in the same order, so that once warmed up the twin is in the
+        same state as the bench's peer process and only the gluonres variants between
+        its samples are missing: PyTorch's eager forward, for one, ran twice as fast once
+        a training step had run in its process (934 vs 1,866 img/s, ResNet-20, AMD EPYC),
+        so a process timing the forward by itself is not the same peer.
 
         Returns
         -------
-        dict of str to float or None
-            Median img/s by peer name; ``None`` for one that cannot be set up.
+        tuple of (Peers, list of Timer)
+            The twin (close it when done) and a timer per peer it could set up.
         """
-        fresh = Peers(self.python)
-        try:
-            rates, timers = {}, []
-            for name, (images, setup) in self.setups.items():
-                timer = fresh.timer(name, images, **setup)
-                rates[name] = None
-                if timer is not None:
-                    timers.append(timer)
-            interleaved(timers, repeats, warmup, iters, gap=gap)
-            rates.update({t.name: t.median_rate() for t in timers})
-            return rates
-        finally:
-            fresh.close()
+        twin = Peers(self.python)
+        timers = [twin.timer(name, images, **setup)
+                  for name, (images, setup) in self.setups.items()]
+        return twin, [t for t in timers if t is not None]
 
     def close(self):
         if self.proc is not None:

@@ -99,7 +99,7 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
         The errors of dropped timers, by name.
     """
     errors = {}
-    for t in list(timers):
+    for t in list(timers) if warmup else []:
         try:
             t.run(warmup)
         except Exception as err:
