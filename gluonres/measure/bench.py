@@ -43,7 +43,7 @@ from gluonres.errors import GluonresError
 from gluonres.machine import machine, threads
 from gluonres.measure.peers import (DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, IDLE_CPU_LIMIT,
                                     PEER_TOLERANCE, Peers, gluoncv_net)
-from gluonres.measure.timing import forward, gemm_gflops, interleaved, local
+from gluonres.measure.timing import calibrate, forward, gemm_gflops, interleaved, local
 from gluonres.models import get_model, model_info
 from gluonres.models.init import he_initialize
 from gluonres.train import speed
@@ -53,6 +53,9 @@ from gluonres.train import speed
 #: longer than libgomp's spin and Intel OpenMP's default 200 ms block time.
 GAP_S = 0.3
 
+
+#: Shortest timed sample, in seconds (:func:`~gluonres.measure.timing.calibrate`).
+MIN_SAMPLE_S = 0.5
 
 #: Most blocks the bench's rounds are split into (:func:`blocks`), the peers timed alone
 #: before, between and after them: a slow drift of the machine's speed over the bench
@@ -284,6 +287,7 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     if record["hybrid_fwd_img_s"]:
         record["hybrid_fwd_gflops"] = record["hybrid_fwd_img_s"] * 2 * macs / 1e9
     record["samples"] = {t.name: [round(s, 1) for s in t.samples] for t in fwd + train}
+    record["calls_per_sample"] = {t.name: t.iters for t in fwd + train}
     record["notes"] = {**notes, **{k: f"failed: {v}" for k, v in errors.items()}}
     record["peer_check"] = check
     return record
@@ -302,7 +306,10 @@ def in_blocks(timers, alone, repeats, warmup, iters, progress=None):
     after the last, as many as it had), every sample after a :data:`GAP_S` sleep.
 
     Both lists are warmed up first; a timer whose warm-up raises is dropped from its
-    list (:func:`~gluonres.measure.timing.interleaved`).
+    list (:func:`~gluonres.measure.timing.interleaved`). Each sample is then at least
+    ``iters`` calls and at least :data:`MIN_SAMPLE_S` long
+    (:func:`~gluonres.measure.timing.calibrate`); a peer alone takes as many calls per
+    sample as inside.
 
     Returns
     -------
@@ -312,6 +319,9 @@ def in_blocks(timers, alone, repeats, warmup, iters, progress=None):
     sizes, errors = blocks(repeats), {}
     interleaved(alone, 0, warmup, iters, drop_failing=True)
     errors.update(interleaved(timers, 0, warmup, iters, drop_failing=True))
+    calls = calibrate(timers, MIN_SAMPLE_S, iters)
+    for t in alone:  # a peer alone takes the samples it takes inside
+        t.iters = calls.get(t.name, iters)
     for i, n in enumerate(sizes):
         interleaved(alone, n, 0, iters, gap=GAP_S)
         done = sum(sizes[:i])

@@ -107,20 +107,24 @@ def test_the_table_says_when_the_peer_ratios_are_not_trustworthy():
 
 
 def test_the_bench_times_the_peers_alone_around_every_block():
-    """The order of samples in in_blocks: twin warm-up and bench warm-up, then alone
-    before each block and after the last."""
+    """The order of samples in in_blocks: twin warm-up, bench warm-up and one timed
+    call each to size the samples, then alone before each block and after the last;
+    the peer alone takes as many calls per sample as inside."""
     log = []
 
-    def recorder(name):
-        return Timer(name, lambda iters: log.append(name) or 1.0, 1)
+    def recorder(name, seconds):
+        return Timer(name, lambda iters: log.append(name) or seconds * iters, 1)
 
-    alone, timers = [recorder("alone")], [recorder("a"), recorder("b")]
+    alone, timers = [recorder("b", 0.1)], [recorder("a", 1.0), recorder("b", 0.1)]
     sizes, errors = bench.in_blocks(timers, alone, 8, 1, 1)
     assert sizes == [4, 4] and errors == {}
     block = ["a", "b", "b", "a"] * 2  # every other round reversed
-    assert log == ["alone", "a", "b"] + ["alone"] * 4 + block + ["alone"] * 4 + block + [
-        "alone"] * 4
+    assert log == ["b", "a", "b", "a", "b"] + ["b"] * 4 + block + ["b"] * 4 + block + [
+        "b"] * 4
     assert len(alone[0].samples) == 12 and len(timers[0].samples) == 8
+    # samples of at least MIN_SAMPLE_S: 5 calls of 0.1 s, inside and alone
+    assert [t.iters for t in timers] == [1, 5] and alone[0].iters == 5
+    assert alone[0].seconds == [pytest.approx(0.5)] * 12
 
 
 # -------------------------------------------------------------- the real peer process
