@@ -54,6 +54,9 @@ from gluonres.train import speed
 GAP_S = 0.3
 
 
+#: Untimed calls before each sample (:func:`~gluonres.measure.timing.interleaved`).
+SETTLE_CALLS = 1
+
 #: Shortest timed sample, in seconds (:func:`~gluonres.measure.timing.calibrate`).
 MIN_SAMPLE_S = 0.5
 
@@ -323,12 +326,12 @@ def in_blocks(timers, alone, repeats, warmup, iters, progress=None):
     for t in alone:  # a peer alone takes the samples it takes inside
         t.iters = calls.get(t.name, iters)
     for i, n in enumerate(sizes):
-        interleaved(alone, n, 0, iters, gap=GAP_S)
+        interleaved(alone, n, 0, iters, gap=GAP_S, settle=SETTLE_CALLS)
         done = sum(sizes[:i])
-        interleaved(timers, n, 0, iters, gap=GAP_S,
+        interleaved(timers, n, 0, iters, gap=GAP_S, settle=SETTLE_CALLS,
                     progress=(lambda r, _, done=done: progress(done + r, repeats))
                     if progress else None)
-    interleaved(alone, sizes[-1], 0, iters, gap=GAP_S)
+    interleaved(alone, sizes[-1], 0, iters, gap=GAP_S, settle=SETTLE_CALLS)
     return sizes, errors
 
 
@@ -409,9 +412,15 @@ def _rate(x):
 
 
 def ratios(record):
-    """The comparisons the targets are stated in (``None`` where a side is missing)."""
+    """The comparisons the targets are stated in (``None`` where a side is missing); the
+    two against a peer also against that peer timed alone (``..._alone``, from the
+    record's ``peer_check``), which stands whatever the self-check says of the peer
+    inside the bench."""
+    alone = {f"{name}_alone_img_s": row.get("alone") for name, row in
+             ((record.get("peer_check") or {}).get("peers") or {}).items()}
+
     def r(a, b):
-        a, b = record.get(a), record.get(b)
+        a, b = record.get(a), record.get(b, alone.get(b))
         return round(a / b, 3) if a and b else None
     return {
         "hybrid_vs_openvino_fwd": r("hybrid_fwd_img_s", "openvino_fwd_img_s"),
@@ -422,6 +431,8 @@ def ratios(record):
         "int8_vs_hybrid_fwd": r("int8_fwd_img_s", "hybrid_fwd_img_s"),
         "hybrid_vs_imperative_train": r("hybrid_train_img_s", "imperative_train_img_s"),
         "hybrid_vs_torch_train": r("hybrid_train_img_s", "torch_train_img_s"),
+        "hybrid_vs_torch_train_alone": r("hybrid_train_img_s", "torch_train_alone_img_s"),
+        "int8_vs_openvino_fwd_alone": r("int8_fwd_img_s", "openvino_fwd_alone_img_s"),
         "hybrid_vs_gluoncv_train": r("hybrid_train_img_s", "gluoncv_train_img_s"),
         "gluoncv_hybrid_vs_imperative_train": r("gluoncv_train_img_s",
                                                 "gluoncv_imperative_train_img_s"),

@@ -73,7 +73,8 @@ def forward(name, block, x):
     return local(name, lambda: block(x).wait_to_read(), x.shape[0])
 
 
-def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False, gap=0.0):
+def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False, gap=0.0,
+                settle=0):
     """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
 
     Every other round runs the timers in reverse order (A B C, C B A, A B C ...): a
@@ -97,6 +98,10 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
         Untimed seconds of sleep before each sample: OpenMP threads spin for a while
         after their last parallel region, so the variant timed before must fall idle
         before the next one starts (a peer in another process shares the cores).
+    settle : int, default 0
+        Untimed calls of a timer right before each of its samples, so that a sample
+        starts from the timer's own state, not from what the variant before it left in
+        the caches and allocators.
 
     Returns
     -------
@@ -116,6 +121,8 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
         for t in (timers if r % 2 == 0 else timers[::-1]):
             if gap:
                 time.sleep(gap)
+            if settle:
+                t.run(settle)
             t.time(iters)
         if progress:
             progress(r + 1, repeats)

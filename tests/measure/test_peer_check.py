@@ -108,19 +108,25 @@ def test_the_table_says_when_the_peer_ratios_are_not_trustworthy():
 
 def test_the_bench_times_the_peers_alone_around_every_block():
     """The order of samples in in_blocks: twin warm-up, bench warm-up and one timed
-    call each to size the samples, then alone before each block and after the last;
-    the peer alone takes as many calls per sample as inside."""
+    call each to size the samples, then alone before each block and after the last,
+    every sample after an untimed call of its own; the peer alone takes as many calls
+    per sample as inside."""
     log = []
 
     def recorder(name, seconds):
-        return Timer(name, lambda iters: log.append(name) or seconds * iters, 1)
+        return Timer(name, lambda iters: log.append((name, iters)) or seconds * iters, 1)
 
     alone, timers = [recorder("b", 0.1)], [recorder("a", 1.0), recorder("b", 0.1)]
     sizes, errors = bench.in_blocks(timers, alone, 8, 1, 1)
     assert sizes == [4, 4] and errors == {}
-    block = ["a", "b", "b", "a"] * 2  # every other round reversed
-    assert log == ["b", "a", "b", "a", "b"] + ["b"] * 4 + block + ["b"] * 4 + block + [
-        "b"] * 4
+
+    def sample(name):
+        return [(name, bench.SETTLE_CALLS), (name, {"a": 1, "b": 5}[name])]
+
+    block = [c for name in ["a", "b", "b", "a"] * 2 for c in sample(name)]  # every other
+    alone_block = sample("b") * 4                                            # round reversed
+    start = [("b", 1), ("a", 1), ("b", 1), ("a", 1), ("b", 1)]  # warm-ups, calibration
+    assert log == start + alone_block + block + alone_block + block + alone_block
     assert len(alone[0].samples) == 12 and len(timers[0].samples) == 8
     # samples of at least MIN_SAMPLE_S: 5 calls of 0.1 s, inside and alone
     assert [t.iters for t in timers] == [1, 5] and alone[0].iters == 5
@@ -195,3 +201,16 @@ def test_the_twin_sets_the_peers_up_again_in_a_fresh_process(fake_peer):
         p.close()
     assert rates == {"sleepy": pytest.approx(10 / 0.05, rel=0.2),
                      "dozy": pytest.approx(20 / 0.05, rel=0.2)}
+
+
+def test_the_target_ratios_are_also_given_against_the_peers_alone():
+    """A peer slower inside the bench than alone would flatter gluonres: the ratio
+    against the peer alone is given beside it."""
+    model = {"hybrid_train_img_s": 200.0, "torch_train_img_s": 100.0,
+             "int8_fwd_img_s": 3000.0, "openvino_fwd_img_s": 1000.0,
+             "peer_check": check(inside=[[100, 100]] * 2, alone=[[125, 125]] * 3)}
+    model["peer_check"]["peers"]["openvino_fwd"] = {"alone": 1200.0}
+    r = bench.ratios(model)
+    assert r["hybrid_vs_torch_train"] == 2.0 and r["hybrid_vs_torch_train_alone"] == 1.6
+    assert r["int8_vs_openvino_fwd"] == 3.0 and r["int8_vs_openvino_fwd_alone"] == 2.5
+    assert bench.ratios({"hybrid_train_img_s": 200.0})["hybrid_vs_torch_train_alone"] is None
