@@ -16,7 +16,8 @@ def add_parsers(sub):
     p.add_argument("--batch", type=int, default=128, help="throughput batch size")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per variant")
-    p.add_argument("--iters", type=int, default=2, help="calls per timed sample")
+    p.add_argument("--iters", type=int, default=2, help="fewest calls per timed sample (the bench makes each "
+                   "sample last at least 0.5 s)")
     p.add_argument("--peers-python",
                    help="interpreter with torch/openvino for the optional peers (default: "
                         ".venv-peers/bin/python from `make peers`); a missing one skips them "

@@ -23,8 +23,8 @@ import numpy as np
 NAME = "deployment"
 TITLE = "Deployment: hybridize, export, re-import, ONNX and INT8, measured"
 INT8_RECORD = "int8-resnet20_cifar.json"
-#: Per scale: model and the benchmark's batch, timed repeats, warm-up calls, calls per
-#: sample.
+#: Per scale: model and the benchmark's batch, timed repeats, warm-up calls, fewest
+#: calls per sample.
 SETTINGS = {"smoke": {"model": "resnet20_cifar", "batch": 4, "repeats": 1, "warmup": 1,
                       "iters": 1},
             "cpu": {"model": "resnet20_cifar", "batch": 64, "repeats": 5, "warmup": 2,

@@ -187,7 +187,8 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
     batch : int
         Batch for throughput (latency is always batch 1).
     repeats, warmup, iters : int
-        Timed rounds (median reported), warm-up calls per variant, calls per sample.
+        Timed rounds (median reported), warm-up calls per variant, fewest calls per
+        sample (samples last at least :data:`MIN_SAMPLE_S`).
     peers : Peers, optional
     real_data : str, optional
         A data spec (``cifar10``, ``digits``, a path): also time the training step fed
@@ -269,7 +270,10 @@ def bench_model(name, batch=128, repeats=5, warmup=2, iters=2, peers=None, real_
         twin, alone = peers.twin() if peers is not None and peers.setups else (None, [])
         try:
             timers = fwd + train
-            sizes, errors = in_blocks(timers, alone, repeats, warmup, iters, progress)
+            sizes, errors, twin_errors = in_blocks(timers, alone, repeats, warmup, iters,
+                                                   progress)
+            notes.update({f"{name} alone": f"failed: {err}"
+                          for name, err in twin_errors.items()})
             peer_timers = [t for t in timers if peers is not None and t.name in peers.setups]
             check = (peer_check(peers, twin, peer_timers, alone, sizes)
                      if peer_timers else None)
@@ -308,31 +312,35 @@ def in_blocks(timers, alone, repeats, warmup, iters, progress=None):
     before, between and after the blocks (as many rounds as the block that follows;
     after the last, as many as it had), every sample after a :data:`GAP_S` sleep.
 
-    Both lists are warmed up first; a timer whose warm-up raises is dropped from its
-    list (:func:`~gluonres.measure.timing.interleaved`). Each sample is then at least
+    Both lists are warmed up first (at least one call each); a timer whose warm-up or
+    sizing call raises is dropped from its list
+    (:func:`~gluonres.measure.timing.interleaved`). Each sample is then at least
     ``iters`` calls and at least :data:`MIN_SAMPLE_S` long
     (:func:`~gluonres.measure.timing.calibrate`); a peer alone takes as many calls per
-    sample as inside.
+    sample as inside. Forward and reversed rounds alternate across the blocks.
 
     Returns
     -------
-    tuple of (list of int, dict)
-        The block sizes, and the errors of dropped ``timers`` by name.
+    tuple of (list of int, dict, dict)
+        The block sizes, and the errors of dropped ``timers`` and ``alone`` timers by
+        name.
     """
     sizes, errors = blocks(repeats), {}
-    interleaved(alone, 0, warmup, iters, drop_failing=True)
+    warmup = max(warmup, 1)  # the sizing call below times a warm timer
+    twin_errors = interleaved(alone, 0, warmup, iters, drop_failing=True)
     errors.update(interleaved(timers, 0, warmup, iters, drop_failing=True))
-    calls = calibrate(timers, MIN_SAMPLE_S, iters)
+    calls, failed = calibrate(timers, MIN_SAMPLE_S, iters)
+    errors.update(failed)
     for t in alone:  # a peer alone takes the samples it takes inside
         t.iters = calls.get(t.name, iters)
     for i, n in enumerate(sizes):
-        interleaved(alone, n, 0, iters, gap=GAP_S, settle=SETTLE_CALLS)
         done = sum(sizes[:i])
-        interleaved(timers, n, 0, iters, gap=GAP_S, settle=SETTLE_CALLS,
+        interleaved(alone, n, 0, iters, gap=GAP_S, settle=SETTLE_CALLS, start=done)
+        interleaved(timers, n, 0, iters, gap=GAP_S, settle=SETTLE_CALLS, start=done,
                     progress=(lambda r, _, done=done: progress(done + r, repeats))
                     if progress else None)
-    interleaved(alone, sizes[-1], 0, iters, gap=GAP_S, settle=SETTLE_CALLS)
-    return sizes, errors
+    interleaved(alone, sizes[-1], 0, iters, gap=GAP_S, settle=SETTLE_CALLS, start=repeats)
+    return sizes, errors, twin_errors
 
 
 def _block_medians(samples, sizes):
@@ -341,7 +349,7 @@ def _block_medians(samples, sizes):
     out, start = [], 0
     for n in sizes:
         chunk = samples[start:start + n]
-        out.append(float(np.median(chunk)) if len(chunk) == n else None)
+        out.append(float(np.median(chunk)) if n and len(chunk) == n else None)
         start += n
     return out
 
@@ -391,10 +399,13 @@ def peer_check(peers, twin, inside, alone, sizes):
                         "block_ratios": [round(r, 3) for r in paired],
                         "ratio": None if ratio is None else round(ratio, 3),
                         "alone_drift": None if drift is None else round(drift, 3), "ok": ok}
-        if not ok:
-            reasons.append(f"{t.name}: {ratio and round(ratio, 2)} of itself alone (median "
-                           f"over {len(sizes)} blocks; {_rate(t.median_rate())} img/s "
-                           f"inside, {_rate(a and a.median_rate())} alone)")
+        if ratio is None:
+            reasons.append(f"{t.name} could not be compared with itself alone (timed "
+                           f"alone in {sum(map(bool, out))} of {len(sizes) + 1} slots)")
+        elif not ok:
+            reasons.append(f"{t.name}: {ratio:.2f} of itself alone (median over "
+                           f"{len(sizes)} blocks; {_fmt(t.median_rate())} img/s inside, "
+                           f"{_fmt(a.median_rate())} alone)")
     idle = peers.idle_cpu()
     twin_idle = twin.idle_cpu()
     idle.update(alone_peer_while_bench_timed=twin_idle["peer_while_gluonres_timed"],
@@ -407,8 +418,8 @@ def peer_check(peers, twin, inside, alone, sizes):
             "trustworthy": not reasons, "reasons": reasons}
 
 
-def _rate(x):
-    return "n/a" if x is None else f"{x:.0f}"
+def _fmt(v, digits=0):
+    return "n/a" if v is None else f"{v:,.{digits}f}"
 
 
 def ratios(record):
@@ -500,9 +511,6 @@ def table(record):
             ("gluoncv_imperative_train_img_s", "GluonCV imperative train"),
             ("torch_train_img_s", "PyTorch train"),
             ("realdata_train_img_s", "real-data train")]
-
-    def fmt(v, digits=0):
-        return "n/a" if v is None else f"{v:,.{digits}f}"
     lines = [f"Batch {record['batch']}, img/s (median of {record['repeats']}); fp32 GEMM "
              f"ceiling {record['gemm_gflops']:.0f} GFLOP/s on "
              f"{record['machine']['omp_num_threads']} threads.", "",
@@ -512,18 +520,18 @@ def table(record):
     for m in record["models"]:
         peak = ("n/a" if m.get("peak_fraction") is None else
                 f"{m['hybrid_fwd_gflops']:.0f} ({100 * m['peak_fraction']:.0f}%)")
-        lines.append(f"| {m['model']} | " + " | ".join(fmt(m.get(k)) for k, _ in cols) +
-                     f" | {fmt(m['latency1_ms'], 2)} | {peak} |")
+        lines.append(f"| {m['model']} | " + " | ".join(_fmt(m.get(k)) for k, _ in cols) +
+                     f" | {_fmt(m['latency1_ms'], 2)} | {peak} |")
     lines += ["", "| model | " + " | ".join(record["models"][0]["ratios"]) + " |",
               "|---" * (len(record["models"][0]["ratios"]) + 1) + "|"]
     for m in record["models"]:
         lines.append(f"| {m['model']} | " +
-                     " | ".join(fmt(v, 2) for v in m["ratios"].values()) + " |")
+                     " | ".join(_fmt(v, 2) for v in m["ratios"].values()) + " |")
     for m in record["models"]:
         check = m.get("peer_check")
         if not check:
             continue
-        rows = ", ".join(f"{name} {_rate(r['inside'])} inside vs {_rate(r['alone'])} alone"
+        rows = ", ".join(f"{name} {_fmt(r['inside'])} inside vs {_fmt(r['alone'])} alone"
                          + (f" (ratio {r['ratio']:.2f}, alone drifted "
                             f"{100 * r['alone_drift']:.0f}%)"
                             if r.get("ratio") is not None and r.get("alone_drift") is not None

@@ -74,7 +74,7 @@ def forward(name, block, x):
 
 
 def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=False, gap=0.0,
-                settle=0):
+                settle=0, start=0):
     """Warm each timer up, then time ``repeats`` rounds of all timers in turn.
 
     Every other round runs the timers in reverse order (A B C, C B A, A B C ...): a
@@ -86,7 +86,8 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
     Parameters
     ----------
     timers : list of Timer
-        Each collects ``repeats`` samples of ``iters`` calls.
+        Each collects ``repeats`` samples of ``iters`` calls (of its own
+        :attr:`Timer.iters` where :func:`calibrate` set it).
     repeats, warmup, iters : int
         Timed rounds, untimed calls per timer first, calls per sample.
     progress : callable, optional
@@ -102,6 +103,9 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
         Untimed calls of a timer right before each of its samples, so that a sample
         starts from the timer's own state, not from what the variant before it left in
         the caches and allocators.
+    start : int, default 0
+        Rounds already timed in earlier calls: the order alternates on from there, so
+        that blocks of odd length keep forward and reversed rounds balanced overall.
 
     Returns
     -------
@@ -118,7 +122,7 @@ def interleaved(timers, repeats, warmup, iters, progress=None, drop_failing=Fals
             errors[t.name] = f"{type(err).__name__}: {err}"
             timers.remove(t)
     for r in range(repeats):
-        for t in (timers if r % 2 == 0 else timers[::-1]):
+        for t in (timers if (start + r) % 2 == 0 else timers[::-1]):
             if gap:
                 time.sleep(gap)
             if settle:
@@ -135,14 +139,29 @@ def calibrate(timers, min_seconds, iters):
     machine's sub-second noise: 85 ms samples of a ResNet-20 forward spread by 30% within
     a round on a 2-core AMD EPYC.
 
+    Parameters
+    ----------
+    timers : list of Timer
+        A timer whose call raises is removed from the list, its error returned.
+    min_seconds : float
+    iters : int
+        The fewest calls per sample.
+
     Returns
     -------
-    dict of str to int
-        Calls per sample by timer name.
+    tuple of (dict of str to int, dict of str to str)
+        Calls per sample by timer name, and the errors of removed timers.
     """
-    for t in timers:
-        t.iters = max(iters, int(np.ceil(min_seconds / max(t.run(1), 1e-6))))
-    return {t.name: t.iters for t in timers}
+    errors = {}
+    for t in list(timers):
+        try:
+            seconds = t.run(1)
+        except Exception as err:
+            errors[t.name] = f"{type(err).__name__}: {err}"
+            timers.remove(t)
+            continue
+        t.iters = max(iters, int(np.ceil(min_seconds / max(seconds, 1e-6))))
+    return {t.name: t.iters for t in timers}, errors
 
 
 def gemm_gflops(n=2048, repeats=5):

@@ -67,18 +67,20 @@ def test_a_machine_that_drifts_is_compared_block_by_block():
     row = c["peers"]["torch_train"]
     assert c["trustworthy"] and row["block_ratios"] == [1.0, 1.0]
     assert row["alone_drift"] == 0.25
-    # against the alone timings of the whole bench instead, the first block would be
-    # 95 / 90 and the drift would pass as a fair peer only by luck; a peer slowed in
-    # one block alone is still caught when the median block is off
-    c = check([[60, 60], [60, 60], [85, 85]], [[100, 100], [90, 90], [80, 80], [80, 80]],
-              sizes=(2, 2, 2))
+    # a peer slowed in most blocks fails; one slow block alone is outvoted by the median
+    # (a passing moment of the machine, not a peer slower inside the bench)
+    alone = [[100, 100], [90, 90], [80, 80], [80, 80]]
+    c = check([[60, 60], [60, 60], [85, 85]], alone, sizes=(2, 2, 2))
     assert not c["trustworthy"] and c["peers"]["torch_train"]["ratio"] == pytest.approx(
         60 / 85, abs=1e-3)
+    c = check([[60, 60], [85, 85], [80, 80]], alone, sizes=(2, 2, 2))
+    assert c["trustworthy"] and c["peers"]["torch_train"]["block_ratios"][0] < 0.7
 
 
 def test_a_peer_that_cannot_be_timed_alone_is_not_trusted():
     c = check(inside=[[500, 500]] * 2, alone=None)
     assert not c["trustworthy"] and c["peers"]["torch_train"]["ratio"] is None
+    assert "torch_train could not be compared with itself alone" in c["reasons"][0]
     # nor one whose twin missed a block's samples
     c = check(inside=[[500, 500]] * 2, alone=[[500, 500], [500, 500]])
     assert not c["trustworthy"]
@@ -117,8 +119,8 @@ def test_the_bench_times_the_peers_alone_around_every_block():
         return Timer(name, lambda iters: log.append((name, iters)) or seconds * iters, 1)
 
     alone, timers = [recorder("b", 0.1)], [recorder("a", 1.0), recorder("b", 0.1)]
-    sizes, errors = bench.in_blocks(timers, alone, 8, 1, 1)
-    assert sizes == [4, 4] and errors == {}
+    sizes, errors, twin_errors = bench.in_blocks(timers, alone, 8, 1, 1)
+    assert sizes == [4, 4] and errors == twin_errors == {}
 
     def sample(name):
         return [(name, bench.SETTLE_CALLS), (name, {"a": 1, "b": 5}[name])]
@@ -199,8 +201,7 @@ def test_the_twin_sets_the_peers_up_again_in_a_fresh_process(fake_peer):
             twin.close()
     finally:
         p.close()
-    assert rates == {"sleepy": pytest.approx(10 / 0.05, rel=0.2),
-                     "dozy": pytest.approx(20 / 0.05, rel=0.2)}
+    assert rates == {"sleepy": pytest.approx(10 / 0.05), "dozy": pytest.approx(20 / 0.05)}
 
 
 def test_the_target_ratios_are_also_given_against_the_peers_alone():
@@ -214,3 +215,33 @@ def test_the_target_ratios_are_also_given_against_the_peers_alone():
     assert r["hybrid_vs_torch_train"] == 2.0 and r["hybrid_vs_torch_train_alone"] == 1.6
     assert r["int8_vs_openvino_fwd"] == 3.0 and r["int8_vs_openvino_fwd_alone"] == 2.5
     assert bench.ratios({"hybrid_train_img_s": 200.0})["hybrid_vs_torch_train_alone"] is None
+
+
+def test_odd_blocks_keep_forward_and_reversed_rounds_balanced():
+    """blocks(10) is [5, 5]: the second block goes on alternating from round 5, so each
+    timer is first in 5 rounds and last in 5, as in one run of 10 rounds."""
+    firsts = []
+
+    class Ordered(Timer):
+        def time(self, iters):
+            firsts.append(self.name)
+            super().time(iters)
+
+    timers = [Ordered(n, lambda iters: 1.0, 1) for n in ("a", "b")]
+    sizes, _, _ = bench.in_blocks(timers, [], 10, 1, 1)
+    assert sizes == [5, 5]
+    rounds = [firsts[i:i + 2] for i in range(0, 20, 2)]
+    assert rounds.count(["a", "b"]) == rounds.count(["b", "a"]) == 5
+
+
+def test_a_variant_failing_on_its_first_call_is_dropped_not_fatal():
+    """With no warm-up asked for, the sizing call is the first: a variant (an optional
+    peer) that fails there is dropped with its error, and the others are timed."""
+    def broken(iters):
+        raise RuntimeError("no such engine")
+
+    ok = Timer("ok", lambda iters: 0.5 * iters, 1)
+    timers = [Timer("broken", broken, 1), ok]
+    sizes, errors, _ = bench.in_blocks(timers, [], 4, 0, 1)
+    assert timers == [ok] and len(ok.samples) == 4
+    assert errors == {"broken": "RuntimeError: no such engine"}
