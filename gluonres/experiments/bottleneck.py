@@ -169,19 +169,22 @@ def compute(runner):
             "paper": PAPER}
 
 
+def trained_table(record):
+    """The CIFAR pair's recorded errors beside the paper's, or why the record has none."""
+    if not record["models"]:
+        return f"(the pair is trained only at {_trained_at(record)} scale)"
+    lines = [f"{'trained':<18}{'iterations':>12}{'train err':>11}{'test err':>10}"
+             f"{'paper test (2016 T3)':>22}"]
+    lines += [f"{name:<18}{m['iterations']:>12,}{fmt_pct(m['final_train_error']):>11}"
+              f"{fmt_pct(m['final_test_error']):>10}{PAPER['cifar_test_error'][name]:>22.2f}"
+              for name, m in record["models"].items()]
+    return "\n".join(lines)
+
+
 def table(record):
-    """The CIFAR pair (counted; trained at ``paper`` scale) and Table 1 rebuilt."""
-    lines = [cifar_counts_text(record["cifar_counts"]), ""]
-    if record["models"]:
-        lines.append(f"{'trained':<18}{'iterations':>12}{'train err':>11}{'test err':>10}"
-                     f"{'paper test (2016 T3)':>22}")
-        lines += [f"{name:<18}{m['iterations']:>12}{fmt_pct(m['final_train_error']):>11}"
-                  f"{fmt_pct(m['final_test_error']):>10}"
-                  f"{PAPER['cifar_test_error'][name]:>22.2f}"
-                  for name, m in record["models"].items()]
-    else:
-        lines.append(f"(the pair is trained only at {_trained_at(record)} scale)")
-    return "\n".join(lines + ["", table1_text(record["table1"])])
+    """The CIFAR pair (counted, and trained where the record has it) and Table 1 rebuilt."""
+    return "\n\n".join([cifar_counts_text(record["cifar_counts"]), trained_table(record),
+                         table1_text(record["table1"])])
 
 
 def _trained_at(record):
