@@ -31,6 +31,7 @@ import weakref
 
 import mxnet as mx
 import numpy as np
+from mxnet.gluon import nn
 
 from gluonres.errors import GluonresError
 
@@ -69,6 +70,18 @@ def check_environment(kvstore):
             f"--kvstore {kvstore} needs the parameter-server environment ("
             f"{', '.join(missing)} unset); start the run with `gluonres launch -n "
             f"WORKERS -s SERVERS -- gluonres train ... --kvstore {kvstore}`")
+
+
+def trained_statistics(net):
+    """The BatchNorm running statistics that training updates in ``net``: those of every
+    layer not frozen to its running statistics (``use_global_stats``)."""
+    found = []
+
+    def visit(block):
+        if isinstance(block, nn.BatchNorm) and not block._kwargs.get("use_global_stats"):
+            found.extend([block.running_mean, block.running_var])
+    net.apply(visit)
+    return found
 
 
 class Workers:
@@ -167,15 +180,17 @@ class Workers:
 
         Each worker's statistics follow its own shard; their mean is the running mean a
         single process computes from whole batches (the variance differs slightly: it
-        misses the spread between the shards' means). The training loop calls this at the
-        end of every epoch, before the checkpoint: a run whose workers drifted apart stops
-        there (:meth:`check_identical`) instead of saving one worker's weights as the run's.
+        misses the spread between the shards' means). Frozen layers (identical on every
+        worker, :func:`gluonres.train.finetune.freeze`) are left as they are: their mean
+        over three workers need not be bit-identical to them. The training loop calls
+        this at the end of every epoch, before the checkpoint: a run whose workers drifted
+        apart stops there (:meth:`check_identical`) instead of saving one worker's weights
+        as the run's.
         """
         if self.kv is None or not self.synchronous:
             return
-        for name, p in net.collect_params().items():
-            if p.grad_req == "null":
-                p.set_data(self.mean(name, p.data()))
+        for p in trained_statistics(net):
+            p.set_data(self.mean(p.name, p.data()))
         self.check_identical(net)
 
     def check_identical(self, net):

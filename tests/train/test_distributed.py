@@ -362,3 +362,29 @@ def test_a_worker_command_that_cannot_start_is_one_line_and_stops_the_rest(capfd
     proc = launch(capfd, "-n", 2, "--", "/nonexistent/worker")
     assert_clean_error(proc, "cannot start the worker command '/nonexistent/worker'",
                        "check the command after --")
+
+
+def test_only_the_statistics_training_updates_are_averaged():
+    """Frozen layers are the same on every worker and stay bit-identical: averaging them
+    (sum / 3 workers) could move their last bit, so only the running statistics of the
+    BatchNorms that train are averaged, no weights."""
+    import gluonres
+    from gluonres.train.finetune import freeze
+
+    net = gluonres.get_model("resnet20_cifar")
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    all_stats = {p.name for p in distributed.trained_statistics(net)}
+    assert all_stats and all(n.endswith(("running_mean", "running_var")) for n in all_stats)
+    frozen = set(freeze(net, "stage2"))
+    averaged = []
+
+    # one process standing in for a dist_sync worker: its mean records what is averaged
+    workers = distributed.Workers()
+    workers.kv, workers.kind = object(), "dist_sync"
+    workers.mean = lambda name, array: averaged.append(name) or array
+    workers.check_identical = lambda net: None
+    workers.average_statistics(net)
+    assert set(averaged) == {p.name for p in distributed.trained_statistics(net)}
+    assert set(averaged) < all_stats and not set(averaged) & frozen
+    assert set(averaged) | (all_stats & frozen) == all_stats
