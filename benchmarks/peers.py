@@ -32,7 +32,9 @@ variants = {}
 
 
 def info():
-    out = {}
+    # the malloc settings the benchmark started this process with (glibc ignores a bad
+    # tunable silently; the record shows what was passed)
+    out = {"glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
     try:
         import torch
         out["torch"] = torch.__version__

@@ -4,6 +4,7 @@ Every record (training runs, experiments, benchmarks, INT8 comparisons) describe
 machine with :func:`machine`, so a reader can tell an AVX-512 Xeon from an AVX2-only
 EPYC: oneDNN picks different kernels on each.
 """
+import ctypes
 import os
 import platform
 import subprocess
@@ -18,6 +19,40 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
 def threads():
     """OpenMP threads mxnet uses (gluonres sets ``OMP_NUM_THREADS`` when unset)."""
     return int(os.environ.get("OMP_NUM_THREADS", len(os.sched_getaffinity(0))))
+
+
+#: glibc malloc settings under which a process keeps the memory it frees for its next
+#: allocations (what pooling allocators such as jemalloc do) instead of handing it back
+#: to the kernel: buffers up to 32 MiB come from the heap, whose free top goes back only
+#: beyond 2 GiB. On a virtual machine that reports free pages to its host (the Linux
+#: ``page_reporting`` driver), memory handed back is taken away within seconds, and
+#: touching it again costs several times a first touch.
+KEEP_FREED_MEMORY = {"mmap_threshold": 32 * 2**20, "trim_threshold": 2**31 - 1}
+_MALLOPT = {"trim_threshold": -1, "mmap_threshold": -3}  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+
+
+def keep_freed_memory():
+    """Apply :data:`KEEP_FREED_MEMORY` to this process (``mallopt``).
+
+    Returns
+    -------
+    bool
+        Whether glibc took both settings (``False`` without glibc, e.g. on macOS or
+        musl).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(_MALLOPT[k], v) == 1 for k, v in KEEP_FREED_MEMORY.items())
+
+
+def keep_freed_memory_env(env):
+    """``env`` with :data:`KEEP_FREED_MEMORY` as ``GLIBC_TUNABLES``, for a child process
+    to start with what :func:`keep_freed_memory` sets in this one (other tunables kept)."""
+    ours = ":".join(f"glibc.malloc.{k}={v}" for k, v in KEEP_FREED_MEMORY.items())
+    theirs = env.get("GLIBC_TUNABLES")
+    return {**env, "GLIBC_TUNABLES": f"{theirs}:{ours}" if theirs else ours}
 
 
 def utc_now():

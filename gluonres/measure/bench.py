@@ -25,7 +25,12 @@ bench's rounds are split into (:func:`blocks`), so that each block's inside timi
 compared with alone timings that bracket it in time. A peer inside the bench more than
 :data:`~gluonres.measure.peers.PEER_TOLERANCE` away from itself alone (the median over
 blocks), or an idle side above :data:`~gluonres.measure.peers.IDLE_CPU_LIMIT` of a core,
-makes the record say its peer ratios are not trustworthy (:func:`peer_check`).
+makes the record say its peer ratios are not trustworthy (:func:`peer_check`). Every
+timed process keeps the memory it frees (:func:`gluonres.machine.keep_freed_memory`):
+with glibc's default, a step's freed buffers go back to the kernel and are faulted in
+again on the next step, at a cost that depends on what the kernel and the host did with
+them meanwhile, and a peer idles between its samples inside the bench, barely at all
+alone (``benchmarks/freed_memory.py``, docs/performance.md).
 """
 import os
 import tempfile
@@ -40,7 +45,7 @@ from gluonres.data.preprocess import Preprocess
 from gluonres.deploy import runtime
 from gluonres.deploy.quantize import Calibration
 from gluonres.errors import GluonresError
-from gluonres.machine import machine, threads
+from gluonres.machine import KEEP_FREED_MEMORY, keep_freed_memory, machine, threads
 from gluonres.measure.peers import (DEFAULT_PEERS_PYTHON, GLUONCV_PEERS, IDLE_CPU_LIMIT,
                                     PEER_TOLERANCE, Peers, gluoncv_net)
 from gluonres.measure.timing import calibrate, forward, gemm_gflops, interleaved, local
@@ -468,10 +473,12 @@ def run(models, batch=128, repeats=5, warmup=2, iters=2, peers_python=None,
                             f"warmup={warmup}")
     for name in models:
         get_model(name)  # unknown names fail before any timing
+    kept = keep_freed_memory()
     peers = Peers(peers_python or DEFAULT_PEERS_PYTHON)
     try:
         record = {"machine": machine(), "batch": batch, "repeats": repeats,
                   "warmup": warmup, "iters_per_sample": iters,
+                  "malloc": {"keeps_freed_memory": kept, **KEEP_FREED_MEMORY},
                   "gemm_gflops": gemm_gflops(), "models": []}
         if peers.proc is not None:
             record["machine"]["peers"] = peers.info

@@ -7,7 +7,7 @@ import resource
 import subprocess
 import time
 
-from gluonres.machine import threads
+from gluonres.machine import keep_freed_memory_env, threads
 from gluonres.measure.timing import Timer
 from gluonres.models.init import he_initialize
 
@@ -80,7 +80,9 @@ class Peers:
         if not os.path.exists(PEERS_SCRIPT):
             self.notes["peers"] = f"skipped: {PEERS_SCRIPT} not found (not a source checkout)"
             return
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads())}
+        # the bench process keeps its freed memory (:func:`~gluonres.machine.keep_freed_memory`);
+        # so do the peers, or one idle between its samples would lose it to the host
+        env = keep_freed_memory_env({**os.environ, "OMP_NUM_THREADS": str(threads())})
         self.proc = subprocess.Popen([python, PEERS_SCRIPT], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         self.info = self._ask({"cmd": "info"})

@@ -1,11 +1,14 @@
 """The bench's fairness check: a peer in another process is trusted only when it runs as
 fast inside the bench as alone, block by block, and when neither side uses CPU while it
 should be idle."""
+import os
+import subprocess
 import sys
 import time
 
 import pytest
 
+from gluonres import machine
 from gluonres.measure import bench, peers
 from gluonres.measure.timing import Timer, interleaved
 
@@ -245,3 +248,55 @@ def test_a_variant_failing_on_its_first_call_is_dropped_not_fatal():
     sizes, errors, _ = bench.in_blocks(timers, [], 4, 0, 1)
     assert timers == [ok] and len(ok.samples) == 4
     assert errors == {"broken": "RuntimeError: no such engine"}
+
+
+# malloc a 16 MiB buffer, touch it, free it: how much resident memory the free gave back
+RELEASE_PROBE = '''
+import ctypes, json, sys
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+if "--mallopt" in sys.argv:
+    from gluonres.machine import keep_freed_memory
+    assert keep_freed_memory()
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+p = libc.malloc(16 << 20)
+ctypes.memset(p, 1, 16 << 20)
+before = rss()
+libc.free(ctypes.c_void_p(p))
+released = before - rss()
+if "--peer" in sys.argv:  # answer the bench's first request ("info") with it
+    sys.stdin.readline()
+    print(json.dumps({"released": released}), flush=True)
+    sys.stdin.read()
+else:
+    print(released)
+'''
+
+
+def released_by(args=(), env=None):
+    out = subprocess.run([sys.executable, "-c", RELEASE_PROBE, *args], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc: Linux")
+def test_every_timed_process_keeps_the_memory_it_frees(tmp_path, monkeypatch):
+    """A process idle between its samples (the peer, while gluonres is timed) would
+    otherwise lose what it freed to a host that takes reported free pages back, and
+    pay for it on its next sample, which the same process timed alone does not."""
+    assert released_by() >= 15 << 20  # glibc's default: a 16 MiB buffer is unmapped
+    assert released_by(["--mallopt"]) < 1 << 20  # the bench process
+    assert released_by(env=machine.keep_freed_memory_env(dict(os.environ))) < 1 << 20
+    script = tmp_path / "peer.py"
+    script.write_text(RELEASE_PROBE)
+    monkeypatch.setattr(peers, "PEERS_SCRIPT", str(script))
+    real_popen = peers.subprocess.Popen
+    monkeypatch.setattr(peers.subprocess, "Popen",
+                        lambda cmd, **kw: real_popen([*cmd, "--peer"], **kw))
+    p = peers.Peers(sys.executable)  # the peer worker, as the bench starts it
+    try:
+        assert p.info["released"] < 1 << 20
+    finally:
+        p.close()
