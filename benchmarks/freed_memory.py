@@ -7,6 +7,9 @@ peer's wait while the other variants run); the next round's allocate-and-touch i
 timed. Both settings run in fresh processes, alternating, in one run:
 
     .venv/bin/python benchmarks/freed_memory.py
+    .venv/bin/python benchmarks/freed_memory.py --train resnet20_cifar resnet56_cifar
+
+The second form times gluonres's own training step under both settings instead.
 
 With glibc's default, the freed buffers are trimmed back to the kernel and faulted in
 again every round; kept, they are reused. Whether a pause adds to that depends on the
@@ -17,7 +20,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 BUFFERS, SIZE, ROUNDS = 64, 8 << 20, 5
 
@@ -49,7 +51,52 @@ print(json.dumps(out))
 '''
 
 
+TRAIN_CHILD = '''
+import json, sys, time
+if sys.argv[1] == "keep":
+    from gluonres.machine import keep_freed_memory
+    assert keep_freed_memory()
+import mxnet as mx
+from mxnet import gluon
+from gluonres.measure.bench import backward_pass, build_net, sgd_step
+from gluonres.train import speed
+net = build_net(sys.argv[2])
+step = sgd_step(net.collect_params(),
+                backward_pass(speed.for_training(net), gluon.loss.SoftmaxCrossEntropyLoss()),
+                mx.nd.random.uniform(-1, 1, (128, 3, 32, 32)), mx.nd.arange(128) % 10)
+for _ in range(3):
+    step()
+rates = []
+for _ in range(8):
+    time.sleep(0.3)
+    t = time.perf_counter()
+    for _ in range(4):
+        step()
+    rates.append(4 * 128 / (time.perf_counter() - t))
+print(json.dumps(rates))
+'''
+
+
+def train_steps(model, pairs):
+    """gluonres's training step (``speed.for_training``, batch 128) with glibc's default
+    and with the memory kept, in fresh processes alternating ``pairs`` times."""
+    rates = {"default": [], "keep": []}
+    for _ in range(pairs):
+        for mode in rates:
+            out = subprocess.run([sys.executable, "-c", TRAIN_CHILD, mode, model],
+                                 check=True, capture_output=True, text=True).stdout
+            rates[mode] += json.loads(out.splitlines()[-1])
+    med = {m: statistics.median(r) for m, r in rates.items()}
+    print(f"{model} training step, batch 128, img/s (median of {len(rates['keep'])} "
+          f"samples of 4 steps): default {med['default']:.0f}, keep {med['keep']:.0f}, "
+          f"keep / default {med['keep'] / med['default']:.2f}")
+
+
 def main():
+    if sys.argv[1:2] == ["--train"]:
+        for model in sys.argv[2:] or ["resnet20_cifar"]:
+            train_steps(model, pairs=2)
+        return
     results = {"default": [], "keep": []}
     for _ in range(2):
         for mode in results:
