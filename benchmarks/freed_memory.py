@@ -1,5 +1,6 @@
-"""What an idle pause costs a process that frees and reallocates its buffers, with
-glibc's default malloc and with :func:`gluonres.machine.keep_freed_memory`.
+"""What it costs a process to free and reallocate its buffers, with glibc's default
+malloc and with :func:`gluonres.machine.keep_freed_memory`, and whether an idle pause
+adds to it.
 
 Each round allocates 64 buffers of 8 MiB (about a ResNet-20 training step's activations
 at batch 128), touches them, frees them, then sleeps 0.3 s (the bench's gap) or 6 s (a
@@ -25,9 +26,6 @@ BUFFERS, SIZE, ROUNDS = 64, 8 << 20, 5
 
 CHILD = f'''
 import ctypes, json, sys, time
-if sys.argv[1] == "keep":
-    from gluonres.machine import keep_freed_memory
-    assert keep_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 def step():
@@ -53,9 +51,6 @@ print(json.dumps(out))
 
 TRAIN_CHILD = '''
 import json, sys, time
-if sys.argv[1] == "keep":
-    from gluonres.machine import keep_freed_memory
-    assert keep_freed_memory()
 import mxnet as mx
 from mxnet import gluon
 from gluonres.measure.bench import backward_pass, build_net, sgd_step
@@ -77,15 +72,31 @@ print(json.dumps(rates))
 '''
 
 
+# the first argument of every child: apply the setting before anything allocates
+PREAMBLE = '''import sys
+if sys.argv[1] == "keep":
+    from gluonres.machine import keep_freed_memory
+    assert keep_freed_memory()
+'''
+
+
+def alternate(child, pairs, *args):
+    """``child`` in fresh processes, ``default`` and ``keep`` alternating ``pairs``
+    times: per mode, the JSON each printed last."""
+    out = {"default": [], "keep": []}
+    for _ in range(pairs):
+        for mode in out:
+            text = subprocess.run([sys.executable, "-c", PREAMBLE + child, mode, *args],
+                                  check=True, capture_output=True, text=True).stdout
+            out[mode].append(json.loads(text.splitlines()[-1]))
+    return out
+
+
 def train_steps(model, pairs):
     """gluonres's training step (``speed.for_training``, batch 128) with glibc's default
     and with the memory kept, in fresh processes alternating ``pairs`` times."""
-    rates = {"default": [], "keep": []}
-    for _ in range(pairs):
-        for mode in rates:
-            out = subprocess.run([sys.executable, "-c", TRAIN_CHILD, mode, model],
-                                 check=True, capture_output=True, text=True).stdout
-            rates[mode] += json.loads(out.splitlines()[-1])
+    rates = {m: [r for run in runs for r in run]
+             for m, runs in alternate(TRAIN_CHILD, pairs, model).items()}
     med = {m: statistics.median(r) for m, r in rates.items()}
     print(f"{model} training step, batch 128, img/s (median of {len(rates['keep'])} "
           f"samples of 4 steps): default {med['default']:.0f}, keep {med['keep']:.0f}, "
@@ -97,12 +108,7 @@ def main():
         for model in sys.argv[2:] or ["resnet20_cifar"]:
             train_steps(model, pairs=2)
         return
-    results = {"default": [], "keep": []}
-    for _ in range(2):
-        for mode in results:
-            out = subprocess.run([sys.executable, "-c", CHILD, mode], check=True,
-                                 capture_output=True, text=True).stdout
-            results[mode].append(json.loads(out.splitlines()[-1]))
+    results = alternate(CHILD, 2)
     mib = BUFFERS * SIZE >> 20
     print(f"allocate and touch {BUFFERS} x {SIZE >> 20} MiB ({mib} MiB), median of "
           f"{2 * ROUNDS} rounds, after a pause of:")

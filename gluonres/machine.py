@@ -24,9 +24,8 @@ def threads():
 #: glibc malloc settings under which a process keeps the memory it frees for its next
 #: allocations (what pooling allocators such as jemalloc do) instead of handing it back
 #: to the kernel: buffers up to 32 MiB come from the heap, whose free top goes back only
-#: beyond 2 GiB. On a virtual machine that reports free pages to its host (the Linux
-#: ``page_reporting`` driver), memory handed back is taken away within seconds, and
-#: touching it again costs several times a first touch.
+#: beyond 2 GiB. With glibc's default a training step's freed buffers go back to the
+#: kernel and are faulted in again on the next step (``benchmarks/freed_memory.py``).
 KEEP_FREED_MEMORY = {"mmap_threshold": 32 * 2**20, "trim_threshold": 2**31 - 1}
 _MALLOPT = {"trim_threshold": -1, "mmap_threshold": -3}  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
 

@@ -81,7 +81,7 @@ class Peers:
             self.notes["peers"] = f"skipped: {PEERS_SCRIPT} not found (not a source checkout)"
             return
         # the bench process keeps its freed memory (:func:`~gluonres.machine.keep_freed_memory`);
-        # so do the peers, or one idle between its samples would lose it to the host
+        # so do the peers: every timed process allocates alike
         env = keep_freed_memory_env({**os.environ, "OMP_NUM_THREADS": str(threads())})
         self.proc = subprocess.Popen([python, PEERS_SCRIPT], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
