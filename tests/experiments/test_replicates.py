@@ -202,7 +202,7 @@ def test_runs_kept_from_before_new_settings_are_reused(replicated):
 def test_section4_runs_are_defined_at_cpu_scale():
     """Depth: ResNet-20/32/44/56 alike (all 50,000 images, 16 epochs, warm-up); the
     bottleneck pair and the 2016 pre-activation pair: 8 epochs, the latter's original
-    ResNet-164 being the bottleneck experiment's."""
+    ResNet-110 being the bottleneck experiment's."""
     series = depth.runs("cpu")
     assert [s.model for s in series] == [f"resnet{d}_cifar" for d in (20, 32, 44, 56)]
     assert {(s.train_images, s.train["epochs"], s.train["warmup"]) for s in series} == {
@@ -213,9 +213,10 @@ def test_section4_runs_are_defined_at_cpu_scale():
     assert [s.key for s in pair] == ["resnet110_cifar__images-50000__epochs-8__warmup-error",
                                      "resnet164_cifar__images-50000__epochs-8__warmup-error"]
     deep = preactivation.runs("cpu")
-    assert deep["original"].key == pair[1].key
+    assert deep["original"].key == pair[0].key
+    assert deep["full_preact"].model == "resnet110_cifar"
     assert deep["full_preact"].options == {"arrangement": "full_preact", "shortcut": "A"}
-    assert deep["full_preact"].train == pair[1].train
+    assert deep["full_preact"].train == pair[0].train
     # the paper scale keeps its keys
     assert [s.key for s in bottleneck.runs("paper")] == [
         "resnet110_cifar__warmup-error", "resnet164_cifar__warmup-error"]
