@@ -9,8 +9,11 @@ timed. Both settings run in fresh processes, alternating, in one run:
 
     .venv/bin/python benchmarks/freed_memory.py
     .venv/bin/python benchmarks/freed_memory.py --train resnet20_cifar resnet56_cifar
+    .venv/bin/python benchmarks/freed_memory.py --fit ../shared/data/cifar10-jpg.tar.gz resnet20_cifar
 
-The second form times gluonres's own training step under both settings instead.
+The second form times gluonres's training step alone (synthetic batches) under both
+settings, after a pause and back to back; the third, ``gluonres train`` itself (real
+data, the Trainer, evaluation) for 150 updates.
 
 With glibc's default, the freed buffers are trimmed back to the kernel and faulted in
 again every round; kept, they are reused. Whether a pause adds to that depends on the
@@ -61,14 +64,26 @@ step = sgd_step(net.collect_params(),
                 mx.nd.random.uniform(-1, 1, (128, 3, 32, 32)), mx.nd.arange(128) % 10)
 for _ in range(3):
     step()
-rates = []
+rates = {"paused": [], "back_to_back": []}
 for _ in range(8):
-    time.sleep(0.3)
-    t = time.perf_counter()
-    for _ in range(4):
-        step()
-    rates.append(4 * 128 / (time.perf_counter() - t))
+    for kind, pause in (("paused", 0.3), ("back_to_back", 0)):
+        time.sleep(pause)
+        t = time.perf_counter()
+        for _ in range(4):
+            step()
+        rates[kind].append(4 * 128 / (time.perf_counter() - t))
 print(json.dumps(rates))
+'''
+
+
+# the real training loop (data pipeline, Trainer, evaluation): `gluonres train`'s own
+# train_img_s over a short run
+FIT_CHILD = '''
+import json, sys, tempfile
+from gluonres.cli import main
+with tempfile.TemporaryDirectory() as out:
+    main(["train", sys.argv[2], "--data", sys.argv[3], "--iterations", "150", "--no-progress",
+          "--json", "--out", out])
 '''
 
 
@@ -94,16 +109,35 @@ def alternate(child, pairs, *args):
 
 def train_steps(model, pairs):
     """gluonres's training step (``speed.for_training``, batch 128) with glibc's default
-    and with the memory kept, in fresh processes alternating ``pairs`` times."""
-    rates = {m: [r for run in runs for r in run]
-             for m, runs in alternate(TRAIN_CHILD, pairs, model).items()}
-    med = {m: statistics.median(r) for m, r in rates.items()}
-    print(f"{model} training step, batch 128, img/s (median of {len(rates['keep'])} "
-          f"samples of 4 steps): default {med['default']:.0f}, keep {med['keep']:.0f}, "
-          f"keep / default {med['keep'] / med['default']:.2f}")
+    and with the memory kept, in fresh processes alternating ``pairs`` times; each
+    process times blocks of 4 steps after a 0.3 s pause (as the bench does) and back to
+    back (as ``gluonres train`` runs)."""
+    runs = alternate(TRAIN_CHILD, pairs, model)
+    for kind in ("paused", "back_to_back"):
+        med = {m: statistics.median(r for run in rs for r in run[kind])
+               for m, rs in runs.items()}
+        count = sum(len(run[kind]) for run in runs["keep"])
+        print(f"{model} training step, batch 128, {kind.replace('_', ' ')}, img/s (median "
+              f"of {count} blocks of 4 steps): default {med['default']:.0f}, keep "
+              f"{med['keep']:.0f}, keep / default {med['keep'] / med['default']:.2f}")
+
+
+def fit(model, data, pairs):
+    """``gluonres train`` for 150 updates on real data with glibc's default and with the
+    memory kept, in fresh processes alternating ``pairs`` times."""
+    runs = alternate(FIT_CHILD, pairs, model, data)
+    med = {m: statistics.median(r["train_img_s"] for r in rs) for m, rs in runs.items()}
+    print(f"{model} gluonres train, 150 updates of 128 on {data}, img/s (median of {pairs} "
+          f"runs): default {med['default']:.0f}, keep {med['keep']:.0f}, keep / default "
+          f"{med['keep'] / med['default']:.2f}")
 
 
 def main():
+    if sys.argv[1:2] == ["--fit"]:
+        data, *models = sys.argv[2:]
+        for model in models or ["resnet20_cifar"]:
+            fit(model, data, pairs=2)
+        return
     if sys.argv[1:2] == ["--train"]:
         for model in sys.argv[2:] or ["resnet20_cifar"]:
             train_steps(model, pairs=2)
