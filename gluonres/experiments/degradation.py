@@ -179,8 +179,10 @@ def plot_gradients(record, models=("plain56_cifar", "resnet56_cifar")):
         ax.set_title("at initialisation" if when == "init" else "after training")
         ax.set_xlabel("layer (input -> output)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("||dL/dW|| of the layer's weights")
+    # log scale: the norms span orders of magnitude from layer to layer, and a ratio is
+    # what "explode" and "vanish" mean
+    axes[0].set_ylabel("||dL/dW|| of the layer's weights\n(log scale: norms span decades)")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -214,7 +214,8 @@ def plot_spread(ax, summaries, field="final_test_error"):
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel(f"{field.replace('final_', '').replace('_', ' ')} (%): each seed (dots), "
-                  "mean ± sd (diamonds)")
+                  "mean ± sd (diamonds)\naxis spans the values, not from zero: "
+                  "differences of a fraction of a point")
     ax.grid(alpha=0.3, axis="x")
 
 
@@ -553,11 +554,15 @@ def depth_figure(record, paper_test_error):
                                            "(the square: best run)")
     ours = sorted((m["depth"], m["final_test_error"], m["iterations"])
                   for m in record["models"].values())
+    budgets = {it for _, _, it in ours}
+    # one budget for all: said once in the legend (labels at neighbouring depths overlap)
+    same = f", {budgets.pop():,} updates each" if len(budgets) == 1 else ""
     ax.plot([d for d, _, _ in ours], [e for _, e, _ in ours], "o-", color="C0",
-            label=f"ours, {record['scale']} scale (JPEG CIFAR-10)")
-    for d, e, it in ours:
-        ax.annotate(f"{it:,} updates", (d, e), textcoords="offset points", xytext=(0, -13),
-                    ha="center", fontsize=8, color="C0")
+            label=f"ours, {record['scale']} scale (JPEG CIFAR-10{same})")
+    for k, (d, e, it) in enumerate(ours if not same else []):
+        ax.annotate(f"{it:,} updates", (d, e), textcoords="offset points",
+                    xytext=(0, -13 if k % 2 == 0 else 8), ha="center", fontsize=8,
+                    color="C0")
     longer = record.get("longer")
     if longer:
         ax.plot([longer["depth"]], [longer["final_test_error"]], "D", color="C1",
@@ -565,7 +570,7 @@ def depth_figure(record, paper_test_error):
                       f"({longer['schedule']} schedule; {longer['record']})")
         ax.annotate(f"{longer['iterations']:,} updates",
                     (longer["depth"], longer["final_test_error"]), textcoords="offset points",
-                    xytext=(0, -13), ha="center", fontsize=8, color="C1")
+                    xytext=(7, -3), ha="left", fontsize=8, color="C1")
     ax.set_xscale("log")
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.minorticks_off()

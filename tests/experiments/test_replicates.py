@@ -229,6 +229,18 @@ def test_depth_shows_the_longer_resnet20_run():
     assert depth.longer_point("smoke", str(REPO / "results")) is None
 
 
+def test_depth_figure_names_a_shared_budget_once():
+    """The depth record's four runs share one budget: the legend says it once instead of
+    four labels that overlap at neighbouring depths; the longer run keeps its own."""
+    import matplotlib
+    matplotlib.use("Agg")
+    record = json.loads((REPO / "results" / "depth-cpu.json").read_text())
+    fig = present.depth_figure(record, depth.PAPER["test_error"])
+    ax = fig.axes[0]
+    assert "6,240 updates each" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert [t.get_text() for t in ax.texts] == ["17,550 updates"]
+
+
 def test_variant_errors_draw_every_seed():
     """The replicated identity record: ours as mean ± sd bars with one dot per seed,
     each labelled with its sd."""
