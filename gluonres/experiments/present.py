@@ -214,8 +214,8 @@ def plot_spread(ax, summaries, field="final_test_error"):
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlabel(f"{field.replace('final_', '').replace('_', ' ')} (%): each seed (dots), "
-                  "mean ± sd (diamonds)\naxis spans the values, not from zero: "
-                  "differences of a fraction of a point")
+                  "mean ± sd (diamonds)\nthe axis spans the values, not from zero, "
+                  "so that the spread between seeds shows")
     ax.grid(alpha=0.3, axis="x")
 
 
