@@ -173,7 +173,12 @@ def compute(runner):
 def trained_table(record):
     """The CIFAR pair's recorded errors beside the paper's, or why the record has none."""
     if not record["models"]:
-        return f"(the pair is trained only at {_trained_at(record)} scale)"
+        then = _trained_at(record)
+        if record["scale"] in TRAINED_AT and record["scale"] not in then:
+            return (f"(this record was made when only {then} scale trained the pair; "
+                    f"`gluonres reproduce bottleneck --scale {record['scale']} --data DATA` "
+                    "now trains it at this scale too)")
+        return f"(the pair is trained only at {then} scale)"
     lines = [f"{'trained':<18}{'iterations':>12}{'train err':>11}{'test err':>10}"
              f"{'paper test (2016 T3)':>22}"]
     lines += [f"{name:<18}{m['iterations']:>12,}{fmt_pct(m['final_train_error']):>11}"

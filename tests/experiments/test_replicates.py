@@ -222,6 +222,15 @@ def test_section4_runs_are_defined_at_cpu_scale():
         "resnet110_cifar__warmup-error", "resnet164_cifar__warmup-error"]
 
 
+def test_a_bottleneck_record_without_runs_says_how_to_make_them():
+    """A record made before ``cpu`` scale trained the pair does not claim that only
+    ``paper`` scale trains it: it names the command that trains it now."""
+    record = {"scale": "cpu", "models": {}}  # as records made before cpu scale trained it
+    assert "reproduce bottleneck --scale cpu" in bottleneck.trained_table(record)
+    assert bottleneck.trained_table({"scale": "smoke", "models": {}}) == (
+        "(the pair is trained only at paper scale)")
+
+
 def test_depth_shows_the_longer_resnet20_run():
     p = depth.longer_point("cpu", str(REPO / "results"))
     assert (p["depth"], p["epochs"], p["iterations"]) == (20, 45, 17_550)
