@@ -124,19 +124,22 @@ def train_steps(model, pairs):
 
 def fit(model, data, pairs):
     """``gluonres train`` for 150 updates on real data with glibc's default and with the
-    memory kept, in fresh processes alternating ``pairs`` times."""
+    memory kept, in fresh processes alternating ``pairs`` times; each run's img/s is
+    printed, since runs of one setting spread by about 10% on a shared host."""
     runs = alternate(FIT_CHILD, pairs, model, data)
-    med = {m: statistics.median(r["train_img_s"] for r in rs) for m, rs in runs.items()}
+    rates = {m: [r["train_img_s"] for r in rs] for m, rs in runs.items()}
+    med = {m: statistics.median(r) for m, r in rates.items()}
     print(f"{model} gluonres train, 150 updates of 128 on {data}, img/s (median of {pairs} "
           f"runs): default {med['default']:.0f}, keep {med['keep']:.0f}, keep / default "
-          f"{med['keep'] / med['default']:.2f}")
+          f"{med['keep'] / med['default']:.2f}; runs, in order: " + ", ".join(
+              f"{d:.0f} / {k:.0f}" for d, k in zip(rates["default"], rates["keep"])))
 
 
 def main():
     if sys.argv[1:2] == ["--fit"]:
         data, *models = sys.argv[2:]
         for model in models or ["resnet20_cifar"]:
-            fit(model, data, pairs=2)
+            fit(model, data, pairs=4)
         return
     if sys.argv[1:2] == ["--train"]:
         for model in sys.argv[2:] or ["resnet20_cifar"]:

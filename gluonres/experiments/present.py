@@ -820,14 +820,24 @@ def int8_speedups(results):
                              "int8": m["int8_fwd_img_s"]})
     for row in rows:
         row["speedup"] = row["int8"] / row["fp32"]
+        row["isa"] = _isa((load(row["record"]) or {}).get("machine") or {})
     return rows
+
+
+def _isa(machine):
+    """The instruction set oneDNN ran on, from a record's machine: ``DNNL_MAX_CPU_ISA``
+    where it capped it, else the CPU's widest vector extension."""
+    if machine.get("dnnl_max_cpu_isa"):
+        return f"{machine['dnnl_max_cpu_isa'].lower()} (capped)"
+    isa = machine.get("isa") or []
+    return "avx512" if "avx512f" in isa else "avx2" if "avx2" in isa else "?"
 
 
 def int8_text(rows):
     """:func:`int8_speedups` as a text table."""
-    lines = [f"{'record':<30}{'model':<16}{'batch':>6}  {'weights':<20}{'FP32 baseline':<15}"
-             f"{'FP32 img/s':>11}{'INT8 img/s':>11}{'INT8 / FP32':>12}"]
-    lines += [f"{r['record']:<30}{r['model']:<16}{r['batch']:>6}  {r['weights']:<20}"
-              f"{r['baseline']:<15}{r['fp32']:>11,.0f}{r['int8']:>11,.0f}"
+    lines = [f"{'record':<38}{'ISA':<15}{'model':<16}{'batch':>6}  {'weights':<20}"
+             f"{'FP32 baseline':<15}{'FP32 img/s':>11}{'INT8 img/s':>11}{'INT8 / FP32':>12}"]
+    lines += [f"{r['record']:<38}{r['isa']:<15}{r['model']:<16}{r['batch']:>6}  "
+              f"{r['weights']:<20}{r['baseline']:<15}{r['fp32']:>11,.0f}{r['int8']:>11,.0f}"
               f"{r['speedup']:>11.2f}x" for r in rows]
     return "\n".join(lines)

@@ -281,3 +281,21 @@ def test_figure_titles_name_the_data_not_the_machines_path():
     assert record["data"]["name"].startswith("/")  # the record keeps where it ran
     line = present.data_line(record)
     assert "5,000 training images of cifar10-jpg.tar.gz" in line and "/" not in line
+
+
+def test_int8_speedups_name_their_baseline_and_isa(tmp_path):
+    """Every INT8 speed-up row says which FP32 graph it is against and which instruction
+    set oneDNN ran: a run capped with DNNL_MAX_CPU_ISA is not read as the CPU's own."""
+    import shutil
+    for name in ("int8-resnet20_cifar.json", "bench-cifar-amd-avx512.json"):
+        shutil.copy(REPO / "results" / name, tmp_path / name)
+    capped = json.loads((tmp_path / "bench-cifar-amd-avx512.json").read_text())
+    capped["machine"]["dnnl_max_cpu_isa"] = "AVX2"
+    (tmp_path / "bench-capped.json").write_text(json.dumps(capped))
+    rows = present.int8_speedups(str(tmp_path))
+    by = {(r["record"], r["model"], r["baseline"]): r for r in rows}
+    assert by["int8-resnet20_cifar.json", "resnet20_cifar", "unfused"]["isa"] == "avx512"
+    assert by["bench-capped.json", "resnet56_cifar", "fused"]["isa"] == "avx2 (capped)"
+    r = by["bench-cifar-amd-avx512.json", "resnet20_cifar", "fused"]
+    assert r["speedup"] == pytest.approx(r["int8"] / r["fp32"]) and r["speedup"] > 1
+    assert "avx2 (capped)" in present.int8_text(rows)
