@@ -790,12 +790,15 @@ def int8_speedups(results):
     """
     import glob
 
+    loaded = {}  # record name -> record, read once
+
     def load(name):
         path = os.path.join(results, name)
         if not os.path.exists(path):
             return None
         with open(path) as f:
-            return json.load(f)
+            loaded[name] = json.load(f)
+        return loaded[name]
 
     rows = []
     d = load("deployment-cpu.json")
@@ -820,7 +823,7 @@ def int8_speedups(results):
                              "int8": m["int8_fwd_img_s"]})
     for row in rows:
         row["speedup"] = row["int8"] / row["fp32"]
-        row["isa"] = _isa((load(row["record"]) or {}).get("machine") or {})
+        row["isa"] = _isa(loaded[row["record"]].get("machine") or {})
     return rows
 
 
