@@ -188,6 +188,52 @@ def _remove_levels(created):
             os.rmdir(level)
 
 
+class Stopped(KeyboardInterrupt):
+    """A run stopped by a signal: SIGINT or SIGTERM, raised like Ctrl-C's
+    KeyboardInterrupt so that the same clean-up runs; ``signum`` names the signal."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_pending_stop = []  # the signals received inside stop_on_signals
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+    """SIGINT and SIGTERM raise :class:`Stopped` during the block, and are remembered.
+
+    Python drops an exception raised while it runs a ``__del__`` method ("Exception
+    ignored in ..."), and MXNet frees arrays in ``__del__`` all the time: a signal that
+    lands there would be lost and the run would go on. :func:`raise_if_stopped`, called
+    where a loop may stop, raises it again. Outside the main thread, where Python cannot
+    set handlers, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        _pending_stop.append(signum)
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _pending_stop.clear()
+
+
+def raise_if_stopped():
+    """Raise :class:`Stopped` again for a signal whose first one was lost (see
+    :func:`stop_on_signals`); nothing when no signal came."""
+    if _pending_stop:
+        raise Stopped(_pending_stop[-1])
+
+
 @contextlib.contextmanager
 def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)):
     """Hold SIGINT and SIGTERM back during the block; deliver them after it.

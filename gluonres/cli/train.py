@@ -4,7 +4,6 @@ import argparse
 import os
 import shlex
 import signal
-import threading
 
 from gluonres.cli._common import (add_command, add_model_options, add_size_option,
                                   count_or_fraction, emit, log, model_kwargs)
@@ -100,44 +99,29 @@ def add_parsers(sub):
     p.add_argument("--force", action="store_true", help="replace an existing record")
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum, frame):
-    raise Stopped(signum)
-
-
 def cmd_train(args):
+    from gluonres._files import stop_on_signals
     from gluonres.deploy.exporter import ExportCallback
     from gluonres.train.run import default_out_dir, train_model
 
     out_dir = args.out
     if not out_dir and not args.resume and args.data:  # named here for the message on a stop
         out_dir = default_out_dir(args.model, args.data)
-    main_thread = threading.current_thread() is threading.main_thread()  # signals go there
-    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None
     try:
-        out, spec, history = train_model(
-            args.model, args.data, out_dir, resume=args.resume, val_split=args.val_split,
-            recipe=args.recipe,
-            model_kwargs=model_kwargs(args),
-            info={"command": shlex.join(["gluonres", *args.argv])},
-            progress=not args.no_progress, callbacks=[ExportCallback()],
-            eval_batch_size=args.eval_batch_size, size=args.size,
-            init_weights=args.init_weights, freeze=args.freeze,
-            **{k: getattr(args, k) for k in _SETTINGS})
+        with stop_on_signals():
+            out, spec, history = train_model(
+                args.model, args.data, out_dir, resume=args.resume, val_split=args.val_split,
+                recipe=args.recipe,
+                model_kwargs=model_kwargs(args),
+                info={"command": shlex.join(["gluonres", *args.argv])},
+                progress=not args.no_progress, callbacks=[ExportCallback()],
+                eval_batch_size=args.eval_batch_size, size=args.size,
+                init_weights=args.init_weights, freeze=args.freeze,
+                **{k: getattr(args, k) for k in _SETTINGS})
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: not bad input, not a bug
         signum = getattr(err, "signum", signal.SIGINT)
         log(f"gluonres: stopped by {signal.Signals(signum).name}; {_kept(args, out_dir)}")
         return 128 + signum
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
     acc = history["test_accuracy"]
     record = {"out": out, "model": args.model, "data": spec,
               "epochs": len(history["epochs"]), "iterations": history["total_iterations"],

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gluonres import io
-from gluonres._files import check_writable, deferred_signals
+from gluonres._files import check_writable, deferred_signals, raise_if_stopped
 from gluonres.analysis import evaluation
 from gluonres.analysis.footprint import (MAX_INFERENCE_BATCH, activation_bytes,
                                          check_batch_size, training_memory_warning)
@@ -286,6 +286,7 @@ def _fit(net, data, config, out_dir, resume, progress, callbacks, info, ctx, loc
         default_layout(net)
         try:
             for _ in range(steps):
+                raise_if_stopped()  # a Ctrl-C that landed in an array's __del__ was lost
                 images, labels = next(batches)
                 state.lr = schedule(state.iteration)
                 if server_schedule is None:

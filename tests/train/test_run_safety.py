@@ -316,6 +316,43 @@ def test_ctrl_c_and_sigterm_stop_with_one_line(folder, tmp_path, signum):
     assert _temporaries(out) == []  # the lock file went too
 
 
+class _SignalInDel:
+    """Sends ``signum`` to this process from inside ``__del__``, where Python drops the
+    exception its handler raises, as it does in MXNet's ``NDArrayBase.__del__``."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __del__(self):
+        os.kill(os.getpid(), self.signum)
+        time.sleep(0.05)  # the handler runs here, and its exception is dropped
+
+
+class SignalLostInDel(training.Callback):
+    def __init__(self, signum):
+        self.signum = signum
+
+    def on_batch_end(self, state):
+        if state.iteration == 10:  # in epoch 2 (8 per epoch), after the checkpoint of epoch 1
+            _SignalInDel(self.signum)  # made and freed at once
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_lost_in_a_del_method_still_stops_the_run(digits, tmp_path, signum,
+                                                           monkeypatch):
+    out = str(tmp_path / "run")
+    dropped = []  # what Python prints as "Exception ignored in ..."
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    with pytest.raises(_files.Stopped) as err:
+        with _files.stop_on_signals():
+            _fit(digits, out, callbacks=[SignalLostInDel(signum)])
+    assert err.value.signum == signum
+    assert [type(d.exc_value) for d in dropped] == [_files.Stopped]  # the first was lost
+    state = checkpoints.CheckpointStore(out).load().meta["state"]
+    assert (state["epoch"], state["iteration"]) == (1, 8)  # stopped in epoch 2, not after
+    _files.raise_if_stopped()  # outside the block a signal no longer counts
+
+
 def test_ctrl_c_waits_for_the_writes_that_belong_together():
     # Python's own Ctrl-C handler, also where the test runner was started with SIGINT
     # ignored (a background job, which gets no KeyboardInterrupt at all)
