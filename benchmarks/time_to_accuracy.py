@@ -22,6 +22,7 @@ import sys
 import time
 
 from gluonres._files import json_default, write_text
+from gluonres.machine import machine, utc_now
 from gluonres.measure.timing import recipe_throughput
 
 
@@ -127,7 +128,9 @@ if __name__ == "__main__":
         "fast_to_target_vs_paper_to_target": (fast["time_to_target_s"] / paper["time_to_target_s"]
                                               if reached else None),
         "command": shlex.join([os.path.relpath(sys.executable, REPO),
-                               "benchmarks/time_to_accuracy.py"])}
+                               "benchmarks/time_to_accuracy.py"]),
+        "machine": machine(),  # where the throughput was timed; each run names its own
+        "measured": utc_now()}
     write_text(os.path.join(REPO, "results", "time-to-86-resnet20_cifar.json"),
                json.dumps(result, indent=1, default=json_default) + "\n")
     summary = {k: v for k, v in result.items() if not isinstance(v, (dict, list))
