@@ -4,6 +4,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 
 
@@ -26,6 +27,15 @@ def emit(args, record, text=None):
 def log(message):
     """Progress and status for people: always standard error."""
     print(message, file=sys.stderr, flush=True)
+
+
+def stopped(err, kept):
+    """Say in one line that Ctrl-C or SIGTERM (``err``, a KeyboardInterrupt, maybe with the
+    ``signum`` of :class:`gluonres._files.Stopped`) stopped the command and what ``kept``
+    is left; return the shell's exit code for it, 128 + the signal."""
+    signum = getattr(err, "signum", signal.SIGINT)
+    log(f"gluonres: stopped by {signal.Signals(signum).name}; {kept}")
+    return 128 + signum
 
 
 def add_command(sub, name, run, help):

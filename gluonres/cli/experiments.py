@@ -1,6 +1,6 @@
 """``gluonres backbones``, ``reproduce`` and ``report``: the papers' experiments and the
 results page."""
-from gluonres.cli._common import add_command, command_line, emit
+from gluonres.cli._common import add_command, command_line, emit, stopped
 
 
 def add_parsers(sub):
@@ -87,13 +87,35 @@ def cmd_backbones(args):
 
 
 def cmd_reproduce(args):
+    from gluonres._files import stop_on_signals
     from gluonres.experiments import reproduce_many
 
-    done, texts = reproduce_many(args.names, args.scale, data=args.data, out=args.out,
-                                 work=args.work, progress=not args.no_progress,
-                                 force=args.force, command=command_line(args),
-                                 seeds=args.seeds, budget=args.budget)
+    try:
+        with stop_on_signals():
+            done, texts = reproduce_many(args.names, args.scale, data=args.data, out=args.out,
+                                         work=args.work, progress=not args.no_progress,
+                                         force=args.force, command=command_line(args),
+                                         seeds=args.seeds, budget=args.budget)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: not bad input, not a bug
+        return stopped(err, _reproduce_kept(args))
     emit(args, {"experiments": done}, "\n\n".join(texts))
+
+
+def _reproduce_kept(args):
+    """What a stopped ``reproduce`` leaves, and how to continue it."""
+    import os
+
+    from gluonres.experiments.runs import WORK
+    from gluonres.experiments.scales import get_scale
+
+    finished = os.path.join(args.out, "runs", args.scale)
+    if not get_scale(args.scale).checkpoints:
+        where = f"{args.scale} scale keeps no checkpoints, so an unfinished run starts over"
+    else:
+        where = ("an unfinished run resumes from its last checkpoint under "
+                 f"{os.path.join(args.work or WORK, args.scale)}")
+    return (f"finished runs are kept in {finished} and reused, {where}; continue with "
+            f"`{command_line(args)}`")
 
 
 def cmd_report(args):

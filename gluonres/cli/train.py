@@ -3,10 +3,9 @@ and results records."""
 import argparse
 import os
 import shlex
-import signal
 
 from gluonres.cli._common import (add_command, add_model_options, add_size_option,
-                                  count_or_fraction, emit, log, model_kwargs)
+                                  count_or_fraction, emit, log, model_kwargs, stopped)
 
 
 # TrainConfig fields that `gluonres train` takes as options of the same name
@@ -119,9 +118,7 @@ def cmd_train(args):
                 init_weights=args.init_weights, freeze=args.freeze,
                 **{k: getattr(args, k) for k in _SETTINGS})
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: not bad input, not a bug
-        signum = getattr(err, "signum", signal.SIGINT)
-        log(f"gluonres: stopped by {signal.Signals(signum).name}; {_kept(args, out_dir)}")
-        return 128 + signum
+        return stopped(err, _kept(args, out_dir))
     acc = history["test_accuracy"]
     record = {"out": out, "model": args.model, "data": spec,
               "epochs": len(history["epochs"]), "iterations": history["total_iterations"],

@@ -160,6 +160,7 @@ def _nd(images):
 #: epochs, 117 updates), ``full`` trains them as long as the scale's other runs (``cpu``: 10
 #: epochs, 390 updates), long enough for seeds to be compared.
 BUDGETS = ("quick", "full")
+WORK = os.path.join("runs", "reproduce")  # run folders with checkpoints, unless --work
 
 #: Per-epoch fields a run keeps for the curves.
 CURVE_FIELDS = ("epoch", "iteration", "lr", "train_loss", "train_error_pct", "test_error_pct",
@@ -196,7 +197,7 @@ class Runner:
     def __init__(self, scale, data=None, out="results", work=None, progress=True, seeds=(0,),
                  budget="quick"):
         self.scale, self.data_spec, self.out = scale, data, out
-        self.work = work or os.path.join("runs", "reproduce")
+        self.work = work or WORK
         self.progress = progress
         self.seeds, self.budget = tuple(seeds), budget
         if not self.seeds or len(set(self.seeds)) < len(self.seeds) or min(self.seeds) < 0:

@@ -2,6 +2,7 @@
 schema, the claims' logic, the run cache and the results page."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import types
@@ -18,6 +19,7 @@ from gluonres.experiments import (bottleneck, degradation, depth, identity, pres
                                   responses, runs, scales, shortcuts)
 from gluonres.experiments.report import results_page
 
+from gluonres.cli import main
 from helpers import REPO
 
 
@@ -360,6 +362,41 @@ def test_reproduce_cli_errors(smoke, tmp_path):
     assert "--force" in run("depth", "--scale", "smoke", "--out", str(out))
     assert "pass --data" in run("degradation", "--scale", "cpu", "--out", str(tmp_path))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.slow
+def test_a_stopped_reproduce_says_so_in_one_line_and_its_rerun_reuses_the_finished_runs(
+        tmp_path, capfd, monkeypatch):
+    out, work = tmp_path / "results", tmp_path / "work"
+    argv = ["reproduce", "depth", "--scale", "smoke", "--out", str(out), "--work", str(work),
+            "--no-progress"]
+    fit, calls = runs.Runner._fit, []
+
+    def stop_at_the_second_run(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here
+        return fit(self, *args)
+
+    monkeypatch.setattr(runs.Runner, "_fit", stop_at_the_second_run)
+    capfd.readouterr()
+    assert main(argv) == 128 + signal.SIGTERM
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("gluonres:")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    finished = out / "runs" / "smoke"
+    assert lines[0] == (
+        f"gluonres: stopped by SIGTERM; finished runs are kept in {finished} and reused, "
+        "smoke scale keeps no checkpoints, so an unfinished run starts over; continue with "
+        f"`gluonres {' '.join(argv)}`")
+    kept = sorted(p.name for p in finished.iterdir())
+    assert len(kept) == 1 and not (out / "depth-smoke.json").exists()
+
+    monkeypatch.setattr(runs.Runner, "_fit", fit)
+    assert main(argv[:-1]) == 0  # with progress: says what it reuses
+    err = capfd.readouterr().err
+    assert f"reusing {finished / kept[0]}" in err, err
+    assert (out / "depth-smoke.json").exists()
 
 
 def test_a_scaled_shortcut_passes_scale_to_the_units_of_the_gradient():
