@@ -197,7 +197,7 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-_pending_stop = []  # the signals received inside stop_on_signals
+_pending_stop = []  # the signals received inside stop_on_signals; None: clean-up began
 
 
 @contextlib.contextmanager
@@ -209,18 +209,27 @@ def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)):
     lands there would be lost and the run would go on. :func:`raise_if_stopped`, called
     where a loop may stop, raises it again. Outside the main thread, where Python cannot
     set handlers, the block runs as it is.
+
+    Yields
+    ------
+    list
+        The signals received so far. Appending ``None`` says the block's clean-up has
+        begun: from then on a signal no longer interrupts it (a second Ctrl-C must not
+        leave child processes running).
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
 
     def handler(signum, frame):
+        if None in _pending_stop:
+            return
         _pending_stop.append(signum)
         raise Stopped(signum)
 
     previous = {s: signal.signal(s, handler) for s in signums}
     try:
-        yield
+        yield _pending_stop
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -230,7 +239,7 @@ def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)):
 def raise_if_stopped():
     """Raise :class:`Stopped` again for a signal whose first one was lost (see
     :func:`stop_on_signals`); nothing when no signal came."""
-    if _pending_stop:
+    if _pending_stop and _pending_stop[-1] is not None:
         raise Stopped(_pending_stop[-1])
 
 

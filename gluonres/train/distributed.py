@@ -13,7 +13,6 @@ identical on every worker and checkpoints hold everything a resumed run needs.
 applied when it arrives, the momentum lives on the servers and the learning-rate
 schedule travels to them as an ``mx.lr_scheduler``.
 """
-import contextlib
 import ctypes
 import hashlib
 import json
@@ -33,6 +32,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
+from gluonres._files import stop_on_signals
 from gluonres.errors import GluonresError
 
 
@@ -439,7 +439,7 @@ def launch(command, workers, servers=1, port=None, timeout=None, log=None, stall
     reports = tempfile.mkdtemp(prefix="gluonres-launch-")
     procs, threads, last, errors = {}, [], {}, {}
     failed, waited = None, False
-    with _signals_raise() as signalled:
+    with stop_on_signals() as signalled:
         try:
             group = 0  # the first process leads a new group; the others join it
             for name, role, cmd in roles:
@@ -468,8 +468,8 @@ def launch(command, workers, servers=1, port=None, timeout=None, log=None, stall
             deadline = None if timeout is None else time.monotonic() + timeout
             failed = _wait(procs, deadline, _Watch(reports, procs, stall_timeout))
             waited = True
-        except KeyboardInterrupt:
-            failed = ("interrupted", signalled[-1] if signalled else signal.SIGINT)
+        except KeyboardInterrupt as err:  # Stopped, or Ctrl-C outside the main thread
+            failed = ("interrupted", getattr(err, "signum", signal.SIGINT))
         finally:
             signalled.append(None)  # from here on, SIGINT and SIGTERM wait for the clean-up
             _stop(procs, grace=10 if waited and failed is None else 0)
@@ -500,30 +500,6 @@ def _check_digests(outputs):
     digests = {n: r["weights_sha256"] for n, r in outputs.items()}
     if len(set(digests.values())) > 1:
         raise LaunchFailed(diverged_message(digests), 1)
-
-
-@contextlib.contextmanager
-def _signals_raise():
-    """SIGTERM (and SIGINT, as Python does) raise KeyboardInterrupt in the main thread,
-    so that one clean-up stops every process; the list yielded collects the signals.
-    Once the clean-up has begun (``None`` appended), further signals only wait."""
-    if threading.current_thread() is not threading.main_thread():
-        yield []  # Python sets handlers in the main thread only
-        return
-    caught = []
-
-    def handler(signum, frame):
-        if None in caught:  # the clean-up runs: let it finish
-            return
-        caught.append(signum)
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 #: ``prctl(PR_SET_PDEATHSIG, ...)``: a signal the kernel sends when the parent dies.
