@@ -7,11 +7,11 @@ graphs: output size per stage, layer layout, parameters and multiply-adds for
 ResNet-18 to -152 beside the paper's FLOPs. On CIFAR-10, ResNet-164 (bottleneck, 9n+2)
 against ResNet-110 (basic, 6n+2): about the same parameters (1.7M), counted at every
 scale, and trained at ``cpu`` and ``paper`` scale. At ``cpu`` scale the pair trains on all
-50,000 images for 8 epochs (3,120 updates; the depth series has 16): ResNet-110 took
-83 min on two AVX-512 cores (its record), ResNet-164, which trains at about a tenth of
-ResNet-20's speed, about 3.5 h (from timed steps), so its run spans sessions and resumes
-from its checkpoints. One seed each: a run shows how far each network gets in that
-budget, not the paper's 0.7-point difference.
+50,000 images for 8 epochs (3,120 updates; the depth series has 16): on two AVX-512
+cores ResNet-110 took 83 min at 81 img/s, ResNet-164 3.1 h at 36 img/s with 5% fewer
+multiply-adds, so its run spans sessions and resumes from its checkpoints. One seed
+each: a run shows how far each network gets in that budget (ResNet-164 is the further
+behind at 3,120 updates), not the paper's 0.7-point difference after 64,000.
 """
 from gluonres.analysis.summary import graph_shapes, summary
 from gluonres.experiments.present import fmt_pct, summarize
