@@ -205,8 +205,9 @@ def markdown(record):
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in record["cifar_counts"]:
         m = record["models"].get(r["model"], {})
+        its = f"{m['iterations']:,}" if "iterations" in m else "not trained at this scale"
         rows.append(f"| {r['model']} | {r['params']:,} | {r['paper_params_m']}M | "
-                    f"{r['macs']:,} | {m.get('iterations', 'not trained at this scale')} | "
+                    f"{r['macs']:,} | {its} | "
                     f"{fmt_pct(m.get('final_train_error'))} | "
                     f"{fmt_pct(m.get('final_test_error'))} | {r['paper_test_error']:.2f} |")
     rows += ["", "| unit (2015 Fig. 5) | params | mult-adds at 56x56 |", "| --- | ---: | ---: |"]
