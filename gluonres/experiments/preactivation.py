@@ -11,8 +11,8 @@ network with the bottleneck experiment's settings
 that experiment's run. At ``cpu`` scale the network is ResNet-110 (basic units, 6.61 vs 6.37 in
 Table 3), all 50,000 images for 8 epochs (3,120 updates), one seed each: the
 pre-activation ResNet-110 took 96 min on two cores, where a second ResNet-164 would
-take about 3 h (the bottleneck experiment's took 3.1 h). One run each is an anecdote: the record gives both curves and
-final errors, not a ranking.
+take about 3 h (the bottleneck experiment's took 3.1 h). One run each is an anecdote:
+the record gives both curves and final errors, not a ranking.
 """
 from gluonres.experiments import bottleneck
 from gluonres.experiments.present import fmt_pct, summarize
