@@ -103,19 +103,16 @@ def cmd_reproduce(args):
 
 def _reproduce_kept(args):
     """What a stopped ``reproduce`` leaves, and how to continue it."""
-    import os
-
-    from gluonres.experiments.runs import WORK
+    from gluonres.experiments.runs import checkpoint_dir, finished_dir
     from gluonres.experiments.scales import get_scale
 
-    finished = os.path.join(args.out, "runs", args.scale)
     if not get_scale(args.scale).checkpoints:
         where = f"{args.scale} scale keeps no checkpoints, so an unfinished run starts over"
     else:
         where = ("an unfinished run resumes from its last checkpoint under "
-                 f"{os.path.join(args.work or WORK, args.scale)}")
-    return (f"finished runs are kept in {finished} and reused, {where}; continue with "
-            f"`{command_line(args)}`")
+                 f"{checkpoint_dir(args.work, args.scale)}")
+    return (f"finished runs are kept in {finished_dir(args.out, args.scale)} and reused, "
+            f"{where}; continue with `{command_line(args)}`")
 
 
 def cmd_report(args):

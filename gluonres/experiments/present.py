@@ -16,6 +16,7 @@ import statistics
 
 from gluonres.errors import GluonresError
 from gluonres.experiments.records import other_runs
+from gluonres.experiments.runs import finished_dir
 
 
 #: Numbers of a replicated summary given per seed, with their mean and spread.
@@ -313,7 +314,7 @@ def run_file(record, summary, results):
     key = summary.get("key") or (summary.get("per_seed") or [{}])[0].get("key")
     if not results or not key:
         return None
-    path = os.path.join(results, "runs", record["scale"], f"{key}.json")
+    path = os.path.join(finished_dir(results, record["scale"]), f"{key}.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:

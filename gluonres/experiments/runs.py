@@ -162,6 +162,18 @@ def _nd(images):
 BUDGETS = ("quick", "full")
 WORK = os.path.join("runs", "reproduce")  # run folders with checkpoints, unless --work
 
+
+def finished_dir(out, scale):
+    """Where the finished runs of the scale named ``scale`` are kept and reused:
+    ``OUT/runs/SCALE``."""
+    return os.path.join(out, "runs", scale)
+
+
+def checkpoint_dir(work, scale):
+    """Where the unfinished runs of the scale named ``scale`` keep their run folders
+    (checkpoints): ``WORK/SCALE``, under :data:`WORK` when ``work`` is None."""
+    return os.path.join(work or WORK, scale)
+
 #: Per-epoch fields a run keeps for the curves.
 CURVE_FIELDS = ("epoch", "iteration", "lr", "train_loss", "train_error_pct", "test_error_pct",
                 "img_s", "seconds")
@@ -238,7 +250,7 @@ class Runner:
         return [self.train(dataclasses.replace(spec, seed=seed)) for seed in self.seeds]
 
     def run_path(self, spec):
-        return os.path.join(self.out, "runs", self.scale.name, f"{spec.key}.json")
+        return os.path.join(finished_dir(self.out, self.scale.name), f"{spec.key}.json")
 
     def train(self, spec):
         """Train ``spec`` at this scale, or return the finished run kept earlier.
@@ -298,7 +310,7 @@ class Runner:
                                d.final_test, train_eval)
         out_dir = resume = None
         if self.scale.checkpoints:
-            out_dir = os.path.join(self.work, self.scale.name, spec.key)
+            out_dir = os.path.join(checkpoint_dir(self.work, self.scale.name), spec.key)
             resume = os.path.exists(os.path.join(out_dir, training.CHECKPOINT))
             if resume:
                 _log(self.progress, f"resuming {out_dir}")
